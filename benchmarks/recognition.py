@@ -1,0 +1,108 @@
+"""Recognition-core benchmark: ours (int8 LiteRT BlazeFace + SFace) against OpenCV YuNet + SFace,
+measured in one run on the same frames. Prints one Markdown table.
+
+    python benchmarks/recognition.py [--repeats 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from edge_agent.demo.scenes import frame_with_faces
+from edge_agent.vision.alignment import align_face
+from edge_agent.vision.core import RecognitionCore
+from edge_agent.vision.detector import BlazeFaceDetector
+from edge_agent.vision.model_files import ModelManifest, default_models_dir
+from edge_agent.vision.peer import PeerPipeline, load_reference_sface
+from edge_agent.vision.runtime import LiteRTModel
+from edge_agent.watchlist.gallery import Gallery
+
+
+def median_ms(fn: Callable[[], object], repeats: int, passes: int = 3) -> float:
+    """Median over ``passes`` of the per-call median: single passes vary ~20 % on a shared machine."""
+    fn()
+    medians = []
+    for _ in range(passes):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        medians.append(statistics.median(times))
+    return statistics.median(medians) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    r = args.repeats
+    rows: list[tuple[str, str, str, str]] = []
+
+    one, five = frame_with_faces(1), frame_with_faces(5)
+    manifest = ModelManifest(default_models_dir())
+    ours = RecognitionCore.load(detector="full", threads=args.threads)
+    peer = PeerPipeline()
+    reference = load_reference_sface()
+
+    # Detectors, per frame (640x480, 1 face).
+    for name, variant in (("blazeface_full_range_int8", "full"), ("blazeface_full_range_float", "full"), ("blazeface_short_range", "short")):
+        if name in manifest.entries:
+            det = BlazeFaceDetector(LiteRTModel(manifest.resolve(name).path, args.threads), variant)
+            rows.append((f"detector {name}", f"{median_ms(lambda: det.detect(one), r):.2f}", "", ""))
+    ours_det = median_ms(lambda: ours.detect(one), r)
+    peer_det = median_ms(lambda: peer.detect(one), r)
+    rows.append(("detector (ours: full range; peer: YuNet int8)", f"{ours_det:.2f}", f"{peer_det:.2f}", f"{ours_det / peer_det:.2f}"))
+
+    # Embedders, per face.
+    detection = max(ours.detect(one), key=lambda d: d.score)
+    aligned = align_face(one, detection.keypoints)
+    peer_face = peer.detect(one)[0]
+    peer_crop = peer.align_crop(one, peer_face)
+    ours_emb = median_ms(lambda: ours.embedder.embed(aligned), r)
+    fp32_emb = median_ms(lambda: reference.embed(aligned), r)
+    peer_emb = median_ms(lambda: peer.embed(peer_crop), r)
+    rows.append(("embedder int8 (ours) vs FaceRecognizerSF (peer)", f"{ours_emb:.2f}", f"{peer_emb:.2f}", f"{ours_emb / peer_emb:.2f}"))
+    rows.append(("embedder fp32 SFace (OpenCV DNN, reference)", f"{fp32_emb:.2f}", "", ""))
+
+    # End to end: detect + align + quality + embed for every face.
+    def peer_end_to_end(frame: np.ndarray) -> None:
+        for face in peer.detect(frame):
+            peer.embed(peer.align_crop(frame, face))
+
+    for label, frame in (("1 face", one), ("5 faces", five)):
+        found = len(ours.faces(frame))
+        ours_e2e = median_ms(lambda: ours.faces(frame), max(10, r // 2))
+        peer_e2e = median_ms(lambda: peer_end_to_end(frame), max(10, r // 2))
+        rows.append((f"end-to-end 640x480, {label} (ours found {found}, peer {len(peer.detect(frame))})", f"{ours_e2e:.2f}", f"{peer_e2e:.2f}", f"{ours_e2e / peer_e2e:.2f}"))
+
+    # Gallery search: one probe against N templates (2 templates per subject), top 5.
+    rng = np.random.default_rng(0)
+    for n in (1_000, 10_000, 100_000, 1_000_000):
+        templates = rng.standard_normal((n, 128), dtype=np.float32)
+        templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+        gallery = Gallery(templates, [f"s{i // 2}" for i in range(n)])
+        probe = templates[n // 3]
+        rows.append((f"top-5 search, {n:,} templates", f"{median_ms(lambda: gallery.search(probe, 5), max(5, r // 5)):.2f}", "", ""))
+        del templates, gallery
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append(("peak RSS of this process (MB, includes 1M-template gallery)", f"{peak_mb:.0f}", "", ""))
+
+    print(f"| measurement (ms unless stated; median of 3 passes x {r}, {args.threads} threads) | ours | peer (OpenCV YuNet + SFace) | ours/peer |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

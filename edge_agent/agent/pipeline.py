@@ -1,0 +1,158 @@
+"""Frame -> detect -> quality -> align -> embed -> match -> alert, for one frame at a time.
+
+Privacy by construction: a face's template and crop live only in local variables of
+``process``; a non-match leaves nothing behind (its template is zeroed before it goes out of
+scope) and no code path here can log, spool or publish it. Only a ``MatchDecision`` (score at or
+above the deployment's threshold) can reach the alert gate and then the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+
+from edge_agent.agent.tracking import AlertGate, FaceTracker
+from edge_agent.capture.frame import Frame
+from edge_agent.events.builder import MatchDecision
+from edge_agent.events.crop import crop_face_jpeg
+from edge_agent.vision.core import RecognitionCore
+from edge_agent.watchlist.gallery import Candidate
+
+log = logging.getLogger(__name__)
+
+CANDIDATES_PER_FACE = 3
+
+
+class Watchlist(Protocol):
+    """What matching needs of a loaded watchlist (edge_agent.watchlist.loader.LoadedWatchlist)."""
+
+    def active(self, now: datetime) -> bool: ...
+
+    def search(self, probe: np.ndarray, now: datetime, k: int = 5) -> list[Candidate]: ...
+
+    def category_of(self, subject_ref: str) -> str: ...
+
+
+RaiseAlert = Callable[[MatchDecision, bytes, datetime], object]
+
+
+@dataclass
+class PipelineCounters:
+    """Counts for telemetry and the deployment report; never anything biometric."""
+
+    frames: int = 0
+    frames_outside_deployment: int = 0
+    faces: int = 0
+    faces_rejected_quality: int = 0
+    faces_searched: int = 0
+    matches: int = 0
+    alerts: int = 0
+    alerts_suppressed: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=256))
+
+    def latency_p50_ms(self) -> float:
+        return float(np.median(self.latencies_ms)) if self.latencies_ms else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "frames": self.frames,
+            "frames_outside_deployment": self.frames_outside_deployment,
+            "faces": self.faces,
+            "faces_rejected_quality": self.faces_rejected_quality,
+            "faces_searched": self.faces_searched,
+            "matches": self.matches,
+            "alerts": self.alerts,
+            "alerts_suppressed": self.alerts_suppressed,
+            "latency_p50_ms": round(self.latency_p50_ms(), 2),
+        }
+
+
+@dataclass(frozen=True)
+class _PendingAlert:
+    decision: MatchDecision
+    crop_jpeg: bytes
+    captured_at: datetime
+
+    @property
+    def subject_ref(self) -> str:
+        return self.decision.subject_ref
+
+    @property
+    def score(self) -> float:
+        return self.decision.score
+
+
+class MatchingPipeline:
+    def __init__(
+        self,
+        core: RecognitionCore,
+        watchlist: Watchlist,
+        threshold: float,
+        raise_alert: RaiseAlert,
+        clock: Callable[[], datetime],
+        tracker: FaceTracker | None = None,
+        gate: AlertGate | None = None,
+        max_faces_per_frame: int = 10,
+        local_alert: Callable[[MatchDecision], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.watchlist = watchlist
+        self.threshold = threshold
+        self._raise_alert = raise_alert
+        self._clock = clock
+        self.tracker = tracker or FaceTracker()
+        self.gate: AlertGate = gate or AlertGate()
+        self.max_faces_per_frame = max_faces_per_frame
+        self._local_alert = local_alert  # None in silent mode: the wearer is never prompted
+        self.counters = PipelineCounters()
+
+    def process(self, frame: Frame) -> int:
+        """Handle one frame; returns how many alerts it raised."""
+        started = time.perf_counter()
+        now = self._clock()
+        self.counters.frames += 1
+        t = frame.source_time_s if frame.source_time_s is not None else frame.captured_at.timestamp()
+        if not self.watchlist.active(now):
+            # No authority to match: nothing is detected or embedded, and pending alerts are dropped.
+            self.counters.frames_outside_deployment += 1
+            return 0
+        faces = self.core.faces(frame.image)[: self.max_faces_per_frame]
+        self.counters.faces += len(faces)
+        track_ids, ended = self.tracker.update([f.detection.box for f in faces], t)
+        for face, track_id in zip(faces, track_ids):
+            if face.embedding is None:
+                self.counters.faces_rejected_quality += 1
+                continue
+            self.counters.faces_searched += 1
+            candidates = self.watchlist.search(face.embedding, now, k=CANDIDATES_PER_FACE)
+            face.embedding.fill(0.0)  # the template is not needed past this point, match or not
+            if not candidates or candidates[0].score < self.threshold:
+                continue  # a non-match: nothing about this face is kept
+            decision = MatchDecision.from_search(
+                candidates, self.threshold, self.watchlist.category_of(candidates[0].subject_ref), face.detection.box
+            )
+            self.counters.matches += 1
+            self.gate.offer(track_id, _PendingAlert(decision, crop_face_jpeg(frame.image, face.detection.box), frame.captured_at), t)
+        raised = self._emit(self.gate.due(t, ended))
+        self.counters.latencies_ms.append((time.perf_counter() - started) * 1000)
+        return raised
+
+    def finish(self) -> int:
+        """Raise every match still settling (end of a replay, or shutdown)."""
+        return self._emit(self.gate.due(float("inf"), flush=True))
+
+    def _emit(self, due: list[_PendingAlert]) -> int:
+        for pending in due:
+            self._raise_alert(pending.decision, pending.crop_jpeg, pending.captured_at)
+            if self._local_alert is not None:
+                self._local_alert(pending.decision)
+        self.counters.alerts += len(due)
+        self.counters.alerts_suppressed = self.gate.suppressed
+        return len(due)

@@ -1,0 +1,210 @@
+"""``edge-agent run``: wires configuration, keys, watchlist, models, capture, pipeline and the MQTT
+publisher into one loop, with systemd readiness/watchdog and a clean SIGTERM shutdown.
+
+Start-up refuses to match without a verified, in-date watchlist bound to these models and this
+device; every refusal is audited and explained.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from edge_agent.agent.config import AgentConfig
+from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
+from edge_agent.agent.pipeline import MatchingPipeline
+from edge_agent.agent.tracking import AlertGate, FaceTracker
+from edge_agent.audit.log import AuditLog
+from edge_agent.capture.factory import open_source
+from edge_agent.crypto.keyfiles import load_private_key, load_public_key
+from edge_agent.errors import ConfigError
+from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
+from edge_agent.events.mqtt_client import AlertPublisher, Telemetry
+from edge_agent.events.mqtt_connection import BrokerConfig
+from edge_agent.events.outbox import AlertOutbox, audit_spool_drop
+from edge_agent.events.spool import Spool
+from edge_agent.identity.keys import DeviceKeys
+from edge_agent.vision.core import RecognitionCore
+from edge_agent.vision.quality import QualityPolicy
+from edge_agent.watchlist.store import WatchlistStore, enforce_retention, load_installed
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+log = logging.getLogger(__name__)
+
+RETENTION_CHECK_S = 30.0
+ALERT_SETTLE_S = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    frames: int
+    faces: int
+    alerts: int
+    dropped_frames: int
+    stopped_because: str
+    startup_s: float
+
+
+def _device_keys(config: AgentConfig) -> DeviceKeys:
+    return DeviceKeys(
+        config.device.id,
+        load_private_key(config.device.signing_key, Ed25519PrivateKey),
+        load_private_key(config.device.watchlist_key, X25519PrivateKey),
+    )
+
+
+def _broker(config: AgentConfig) -> BrokerConfig | None:
+    mqtt = config.mqtt
+    if mqtt is None:
+        return None
+    if not (mqtt.tls and mqtt.ca_file and mqtt.cert_file and mqtt.key_file):
+        raise ConfigError("mqtt needs tls = true with ca_file, cert_file and key_file", "alerts travel only over mutually authenticated TLS")
+    return BrokerConfig(mqtt.host, mqtt.port, mqtt.ca_file, mqtt.cert_file, mqtt.key_file, keepalive_s=mqtt.keepalive)
+
+
+def run_agent(
+    config: AgentConfig,
+    stop: threading.Event | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    notifier: SystemdNotifier | None = None,
+    on_alert: Callable[[MatchDecision], None] | None = None,
+) -> RunSummary:
+    """Run until the source ends, ``stop`` is set, SIGTERM arrives, or the deployment ends."""
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    notifier = notifier or SystemdNotifier()
+    state_dir = Path(config.device.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = _device_keys(config)
+    actor = f"device:{config.device.id}"
+    audit = AuditLog.open(state_dir / "audit.log", keys.signing_key, actor)
+    store = WatchlistStore(state_dir / "watchlist")
+    publisher: AlertPublisher | None = None
+    spool: Spool | None = None
+    try:
+        now = clock()
+        if enforce_retention(store, now, audit):
+            log.warning("the stored watchlist's deployment has ended; it was wiped")
+        if not store.exists() and config.watchlist.package is not None and Path(config.watchlist.package).is_file():
+            store.install(Path(config.watchlist.package).read_bytes())
+        core = RecognitionCore.load(
+            detector=config.detector.model,
+            threads=config.hardware.threads,
+            delegate=config.hardware.delegate,
+            quality=QualityPolicy(
+                min_face_px=config.quality.min_face_px,
+                min_score=config.detector.min_score,
+                min_blur=config.quality.min_blur,
+                max_yaw=config.quality.max_yaw_ratio,
+            ),
+        )
+        authority = load_public_key(config.device.authority_public_key, Ed25519PublicKey)
+        watchlist = load_installed(store, keys, authority, core.identity, now, audit)
+        deployment = watchlist.deployment
+        if config.control_room.crop_public_key is None:
+            raise ConfigError("control_room.crop_public_key is not set", "alerts carry the face crop sealed to the control room's X25519 public key")
+        control_room = load_public_key(config.control_room.crop_public_key, X25519PublicKey)
+        builder = EventBuilder(
+            DeviceContext(config.device.id, deployment.deployment_id, str(watchlist.package_id), core.identity.as_dict()),
+            keys.signing_key,
+            control_room,
+        )
+        spool = Spool(config.spool.path, config.spool.max_bytes, timedelta(days=config.spool.max_age_days), on_drop=audit_spool_drop(audit), clock=clock)
+        broker = _broker(config)
+        source = open_source(config.capture)
+        pipeline_ref: list[MatchingPipeline] = []
+
+        def telemetry() -> Telemetry:
+            counters = pipeline_ref[0].counters if pipeline_ref else None
+            if counters is None:
+                return Telemetry()
+            lat = sorted(counters.latencies_ms) or [0.0]
+            return Telemetry(
+                frames=counters.frames,
+                faces=counters.faces,
+                alerts=counters.alerts,
+                dropped_frames=source.dropped,
+                latency_ms_p50=round(lat[len(lat) // 2], 2),
+                latency_ms_p99=round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+            )
+
+        if broker is not None:
+            publisher = AlertPublisher(broker, config.device.id, spool, telemetry=telemetry, telemetry_interval_s=config.telemetry.interval_s, clock=clock).start()
+        outbox = AlertOutbox(builder, spool, audit, notify=publisher.notify if publisher else None)
+        pipeline = MatchingPipeline(
+            core,
+            watchlist,
+            deployment.alert_threshold,
+            outbox.raise_alert,
+            clock,
+            tracker=FaceTracker(config.pipeline.track_iou, config.pipeline.track_max_age_s),
+            gate=AlertGate(settle_s=ALERT_SETTLE_S, cooldown_s=config.pipeline.alert_cooldown_s),
+            max_faces_per_frame=config.pipeline.max_faces_per_frame,
+            local_alert=None if deployment.silent else (on_alert or _prompt_wearer),
+        )
+        pipeline_ref.append(pipeline)
+        previous = _install_sigterm(stop)
+        reason = "source ended"
+        last_retention = time.monotonic()
+        startup_s = 0.0
+        try:
+            with source:
+                for frame in source.frames():
+                    pipeline.process(frame)
+                    if not startup_s:
+                        startup_s = time.monotonic() - started
+                        notifier.ready(f"matching for deployment {deployment.deployment_id}")
+                        log.info("first frame processed %.2f s after start", startup_s)
+                    notifier.watchdog()
+                    if stop.is_set():
+                        reason = "stopped"
+                        break
+                    if time.monotonic() - last_retention > RETENTION_CHECK_S:
+                        last_retention = time.monotonic()
+                        if not watchlist.active(clock()):
+                            reason = "deployment ended"
+                            break
+        finally:
+            _restore_sigterm(previous)
+            notifier.stopping()
+            pipeline.finish()
+        if reason == "deployment ended":
+            enforce_retention(store, clock(), audit)
+        counters = pipeline.counters
+        audit.append("session_summary", {"deployment_id": deployment.deployment_id, **{k: v for k, v in counters.as_dict().items() if k != "latency_p50_ms"}, "dropped_frames": source.dropped, "stopped_because": reason})
+        return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s)
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        if spool is not None:
+            spool.close()
+        audit.close()
+        notifier.close()
+
+
+def _prompt_wearer(decision: MatchDecision) -> None:
+    """Non-silent deployments: tell the wearer a *possible* match awaits control-room review."""
+    log.warning("possible match (score %.3f): the control room will review it", decision.score)
+
+
+def _install_sigterm(stop: threading.Event):
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,96 @@
+"""Check an audit log end to end and name the first record that breaks it."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_agent.audit.log import AUDIT_VERSION, CHECKPOINT_DOMAIN, CHECKPOINT_KIND, GENESIS_HASH, record_body, record_hash
+from edge_agent.errors import ConfigError
+
+_FIELDS = {"v", "seq", "time", "actor", "kind", "details", "prev", "hash"}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int  # records read and found good (including checkpoints)
+    checkpoints: int
+    unsigned_tail: int  # good records after the last signed checkpoint (not yet protected by a signature)
+    first_bad_line: int | None = None  # 1-based line number
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+    def summary(self) -> str:
+        if self.ok:
+            tail = f"; {self.unsigned_tail} record(s) after the last checkpoint are chained but not yet signed" if self.unsigned_tail else ""
+            return f"audit log OK: {self.records} records, {self.checkpoints} signed checkpoints{tail}"
+        where = f"line {self.first_bad_line}" + (f" (seq {self.first_bad_seq})" if self.first_bad_seq is not None else "")
+        return f"audit log BROKEN at {where}: {self.reason}; {self.records} records before it are good"
+
+
+def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every: int = 100) -> VerifyResult:
+    """Detect edited, dropped, reordered or inserted records and forged or removed checkpoints.
+
+    ``checkpoint_every`` is the interval the writer used: a longer run of records with no signed
+    checkpoint means checkpoints were stripped (e.g. the chain was rebuilt without the device key).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"audit log {path} not found", "check the state directory path") from None
+    lines = data.split(b"\n")
+    torn = lines[-1] != b""
+    if not torn:
+        lines = lines[:-1]
+    prev = GENESIS_HASH
+    good = checkpoints = since_checkpoint = 0
+
+    def bad(line_no: int, seq: int | None, reason: str) -> VerifyResult:
+        return VerifyResult(False, good, checkpoints, since_checkpoint, line_no, seq, reason)
+
+    for index, raw in enumerate(lines):
+        line_no = index + 1
+        if torn and index == len(lines) - 1:
+            return bad(line_no, None, "torn last record (no line end)")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return bad(line_no, None, "not valid JSON")
+        if not isinstance(doc, dict) or not _FIELDS <= set(doc) or not set(doc) <= _FIELDS | {"signature"}:
+            return bad(line_no, None, "fields missing or unexpected")
+        seq = doc["seq"] if isinstance(doc["seq"], int) else None
+        if doc["v"] != AUDIT_VERSION:
+            return bad(line_no, seq, f"unknown record version {doc['v']!r}")
+        if seq != index:
+            return bad(line_no, seq, f"sequence number {doc['seq']!r} where {index} was expected (record dropped, inserted or reordered)")
+        if not isinstance(doc["prev"], str) or not hmac.compare_digest(doc["prev"], prev):
+            return bad(line_no, seq, "prev hash does not match the previous record (record dropped, inserted or reordered)")
+        try:
+            expected = record_hash(record_body(seq, doc["time"], doc["actor"], doc["kind"], doc["details"], doc["prev"]))
+        except Exception:
+            return bad(line_no, seq, "record content cannot be hashed")
+        if not isinstance(doc["hash"], str) or not hmac.compare_digest(doc["hash"], expected):
+            return bad(line_no, seq, "record hash does not match its content (record edited)")
+        if doc["kind"] == CHECKPOINT_KIND:
+            try:
+                public_key.verify(base64.b64decode(doc.get("signature", ""), validate=True), CHECKPOINT_DOMAIN + bytes.fromhex(doc["hash"]))
+            except (InvalidSignature, ValueError, TypeError):
+                return bad(line_no, seq, "checkpoint signature is not valid for the device key")
+            checkpoints += 1
+            since_checkpoint = 0
+        else:
+            if "signature" in doc:
+                return bad(line_no, seq, "signature on a record that is not a checkpoint")
+            if since_checkpoint >= checkpoint_every:
+                return bad(line_no, seq, f"more than {checkpoint_every} records without a signed checkpoint (checkpoints removed or chain rebuilt)")
+            since_checkpoint += 1
+        prev = doc["hash"]
+        good += 1
+    return VerifyResult(True, good, checkpoints, since_checkpoint)

@@ -1,0 +1,188 @@
+"""``edge-agent watchlist``: central build, device load/wipe/retention, and header inspection."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge_agent.audit import AuditLog
+from edge_agent.audit.log import AUDIT_FILE_NAME
+from edge_agent.cli.progress import Progress
+from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
+from edge_agent.deployment.record import SignedDeployment
+from edge_agent.errors import ConfigError
+from edge_agent.identity.keys import load_approver_public, load_authority_key, load_authority_public, load_device_keys
+from edge_agent.identity.registry import DeviceRegistry
+from edge_agent.watchlist.build import DEFAULT_MAX_IMAGE_AGE_YEARS, build_watchlist, read_subjects_csv
+from edge_agent.watchlist.format import check_magic_and_version, decode_container
+from edge_agent.watchlist.store import WatchlistStore, enforce_retention, load_audited
+
+WATCHLIST_DIR = "watchlist"  # inside the device state directory
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    wl = subparsers.add_parser("watchlist", help="encrypted, signed, expiring watchlist packages")
+    sub = wl.add_subparsers(dest="watchlist_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("build", help="(central) build a package from subjects.csv and reference photos")
+    p.add_argument("--deployment", type=Path, required=True, help="signed deployment file")
+    p.add_argument("--subjects", type=Path, required=True, help="CSV: " + ", ".join(("subject_ref", "category", "image", "...")))
+    p.add_argument("--images", type=Path, required=True, help="folder the CSV image paths are relative to")
+    p.add_argument("--for-device", action="extend", nargs="+", required=True, dest="devices", metavar="ID")
+    p.add_argument("--registry", type=Path, required=True, help="device registry (public keys)")
+    p.add_argument("--authority-key", type=Path, required=True, help="authority key file or directory")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--expires", help="UTC expiry earlier than the deployment end, e.g. 2026-11-22T18:00:00Z")
+    p.add_argument("--max-image-age-years", type=float, default=DEFAULT_MAX_IMAGE_AGE_YEARS, help="warn on older reference images")
+    p.add_argument("--models", type=Path, default=None)
+    p.add_argument("--detector", choices=("full", "short", "both"), default="both", help="must match the devices' detector setting")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("load", help="(device) verify a package for this device and install it")
+    _device_options(p)
+    p.add_argument("--package", type=Path, required=True)
+    p.add_argument("--authority-pub", type=Path, required=True, help="the pinned authority public key")
+    p.add_argument("--approver-pub", type=Path, action="append", default=[], help="pinned approver public key (repeatable)")
+    p.add_argument("--models", type=Path, default=None)
+    p.add_argument("--detector", choices=("full", "short", "both"), default="both")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("wipe", help="(device) overwrite and delete the stored package; audited")
+    _device_options(p)
+    p.add_argument("--reason", default="operator request")
+    p.set_defaults(func=cmd_wipe)
+
+    p = sub.add_parser("enforce-retention", help="(device) destroy the stored package if its deployment has ended")
+    _device_options(p)
+    p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("inspect", help="print a package's header (deployment, model, expiry, devices); no keys needed")
+    p.add_argument("package", type=Path)
+    p.add_argument("--authority-pub", type=Path, help="also verify the authority signature")
+    p.set_defaults(func=cmd_inspect)
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", type=Path, required=True, help="device state directory")
+    p.add_argument("--device-keys", type=Path, required=True, help="device key directory")
+    p.add_argument("--audit-log", type=Path, help=f"default: STATE_DIR/{AUDIT_FILE_NAME}")
+    p.add_argument("--actor", default=None, help="who is acting (default operator:<login>)")
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return args.actor or f"operator:{getpass.getuser()}"
+
+
+def _audit(args: argparse.Namespace, keys) -> AuditLog:
+    return AuditLog.open(args.audit_log or args.state_dir / AUDIT_FILE_NAME, keys.signing_key, _actor(args))
+
+
+def _core(args: argparse.Namespace):
+    from edge_agent.vision.core import RecognitionCore
+
+    return RecognitionCore.load(args.models, detector=args.detector)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    if args.out.exists():
+        raise ConfigError(f"{args.out} already exists", "choose another --out")
+    deployment = SignedDeployment.load(args.deployment)
+    subjects = read_subjects_csv(args.subjects)
+    registry = DeviceRegistry.load(args.registry)
+    recipients = {device_id: registry.sealing_key(device_id) for device_id in dict.fromkeys(args.devices)}
+    expires = None
+    if args.expires:
+        try:
+            expires = parse_utc(args.expires, "--expires")
+        except CanonicalJsonError as exc:
+            raise ConfigError(exc.message, exc.hint) from None
+    core = _core(args)
+    total = sum(len(s.images) for s in subjects)
+    with Progress(total, "embedding reference images") as bar:
+        result = build_watchlist(
+            deployment, subjects, args.images, recipients, load_authority_key(args.authority_key), core, now,
+            args.max_image_age_years, expires, on_image=bar.advance,
+        )
+    for w in result.warnings:
+        print(f"warning [{w.code}] {w.subject_ref}: {w.message}", file=sys.stderr)
+    tmp = Path(str(args.out) + ".tmp")
+    tmp.write_bytes(result.package)
+    os.replace(tmp, args.out)
+    size = len(result.package)
+    print(
+        f"{args.out}: {len(result.entries)} subjects, {result.template_count} templates, {size} bytes "
+        f"({size / max(1, len(result.entries)):.0f} B/subject), for {', '.join(recipients)}; {len(result.warnings)} warning(s)"
+    )
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    keys = load_device_keys(args.device_keys)
+    authority_pub = load_authority_public(args.authority_pub)
+    approvers = [load_approver_public(p) for p in args.approver_pub]
+    identity = _core(args).identity
+    try:
+        data = args.package.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"package {args.package} not found", "check the path") from None
+    # Verified in memory before it is stored, so a refused package never replaces a good one.
+    with _audit(args, keys) as audit:
+        loaded = load_audited(data, keys, authority_pub, identity, now, audit, approvers)
+        WatchlistStore(args.state_dir / WATCHLIST_DIR).install(data)
+    print(
+        f"watchlist for deployment {loaded.deployment.deployment_id} installed: {len(loaded.entries)} subjects, "
+        f"{len(loaded.gallery)} templates, expires {loaded.expires_at.isoformat()}"
+    )
+    return 0
+
+
+def cmd_wipe(args: argparse.Namespace) -> int:
+    keys = load_device_keys(args.device_keys)
+    store = WatchlistStore(args.state_dir / WATCHLIST_DIR)
+    with _audit(args, keys) as audit:
+        wiped = store.wipe(audit, args.reason, datetime.now(timezone.utc))
+    print("watchlist wiped" if wiped else "no watchlist stored; nothing to wipe")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    keys = load_device_keys(args.device_keys)
+    store = WatchlistStore(args.state_dir / WATCHLIST_DIR)
+    with _audit(args, keys) as audit:
+        destroyed = enforce_retention(store, datetime.now(timezone.utc), audit)
+    print("watchlist destroyed (deployment ended)" if destroyed else "nothing to destroy")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from edge_agent.watchlist.format import signed_message, split_signature
+
+    data = args.package.read_bytes()
+    check_magic_and_version(data)
+    if args.authority_pub:
+        from cryptography.exceptions import InvalidSignature
+
+        from edge_agent.watchlist.errors import PackageTampered
+
+        signed, signature = split_signature(data)
+        try:
+            load_authority_public(args.authority_pub).verify(signature, signed_message(signed))
+        except InvalidSignature:
+            raise PackageTampered("package signature is not valid for this authority key", "do not use this package") from None
+    container = decode_container(data)
+    header = dict(container.header)
+    deployment = SignedDeployment.from_json(header.pop("deployment")).unverified_record()
+    header["deployment_end"] = deployment.end.isoformat()
+    header["alert_threshold"] = deployment.alert_threshold
+    header["sealed_for"] = sorted(container.seals)
+    header["payload_bytes"] = len(container.payload)
+    header["signature"] = "valid" if args.authority_pub else "not checked (pass --authority-pub)"
+    print(json.dumps(header, indent=2))
+    return 0

@@ -1,0 +1,135 @@
+"""Decide whether a received message is a genuine, new, in-window alert; store it or record why not.
+
+Checks, in order: topic shape, strict JSON, schema, signature present, topic device == payload
+device, device registered, Ed25519 signature, capture time within the window, crop opens with
+the control room key for this event id, and finally id/sequence uniqueness (inside the store's
+transaction). A message that fails any check is recorded in ``rejections`` with its reason and
+the payload's SHA-256 — never its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.control_room.store import AlertStore, DuplicateAlert, Rejection
+from edge_agent.errors import EdgeAgentError, SecurityError
+from edge_agent.events.crop import open_crop
+from edge_agent.events.schema import AlertEvent, EventFormatError, format_time, parse_payload
+from edge_agent.events.signing import verify_event
+from edge_agent.events.topics import parse_topic
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_AGE = timedelta(days=31)  # store-and-forward may deliver late; older than retention is refused
+DEFAULT_MAX_FUTURE = timedelta(minutes=5)  # device clock skew allowance
+
+
+class KeyRegistry(Protocol):
+    def signing_key(self, device_id: str) -> Ed25519PublicKey: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str  # "accepted" or a rejection code (docs/formats/events.md)
+    detail: str
+    event_id: str | None
+    device_id: str | None
+    captured_at: datetime | None = None
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class AlertIntake:
+    def __init__(
+        self,
+        registry: KeyRegistry,
+        control_room_key: X25519PrivateKey,
+        store: AlertStore,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
+        clock: Callable[[], datetime] | None = None,
+        on_accept: Callable[[AlertEvent, datetime], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self._key = control_room_key
+        self.store = store
+        self.max_age = max_age
+        self.max_future = max_future
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._on_accept = on_accept
+
+    def receive(self, topic: str, payload: bytes) -> Verdict:
+        """Verify and store one message. Raises only when the store itself fails (then do not ack)."""
+        now = self._clock()
+        claimed: str | None = None
+        event_id: str | None = None
+        try:
+            parsed = parse_topic(topic)
+            if parsed is None or parsed[1] != "alert":
+                raise _Reject("malformed_topic", f"topic {topic!r} is not lfr/v1/<device>/alert")
+            claimed = parsed[0]
+            try:
+                data = parse_payload(payload)
+            except EventFormatError as exc:
+                raise _Reject("malformed_payload", exc.message) from None
+            if isinstance(data, dict):
+                event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+                if not data.get("signature"):
+                    raise _Reject("unsigned", "the event carries no signature")
+            try:
+                event = AlertEvent.from_dict(data)
+            except EventFormatError as exc:
+                raise _Reject("schema_invalid", exc.message) from None
+            if event.device_id != claimed:
+                raise _Reject("topic_device_mismatch", f"payload device {event.device_id!r} published on the topic of {claimed!r}")
+            try:
+                key = self.registry.signing_key(event.device_id)
+            except SecurityError as exc:
+                raise _Reject("unknown_device", exc.message) from None
+            try:
+                verify_event(event, key)
+            except SecurityError as exc:
+                raise _Reject("bad_signature", exc.message) from None
+            age = now - event.captured_at
+            if age > self.max_age:
+                raise _Reject("out_of_window", f"captured {event.captured_at_text}, older than the {self.max_age} window")
+            if -age > self.max_future:
+                raise _Reject("out_of_window", f"captured {event.captured_at_text}, more than {self.max_future} in the future")
+            try:
+                jpeg = open_crop(event.crop_sealed, self._key, event.event_id)
+            except SecurityError as exc:
+                raise _Reject("crop_unreadable", exc.message) from None
+            try:
+                self.store.add_alert(event, payload, hashlib.sha256(jpeg).hexdigest(), now)
+            except DuplicateAlert as exc:
+                raise _Reject(exc.reason, exc.message) from None
+        except _Reject as rej:
+            log.warning("rejected message on %s (event %s): %s: %s", topic, event_id, rej.reason, rej.detail)
+            self.store.add_rejection(
+                Rejection(format_time(now), topic[:256], claimed, event_id if _plausible_id(event_id) else None, rej.reason, rej.detail[:500], hashlib.sha256(payload).hexdigest())
+            )
+            return Verdict(False, rej.reason, rej.detail, event_id, claimed)
+        if self._on_accept is not None:
+            self._on_accept(event, now)
+        return Verdict(True, "accepted", "", event.event_id, event.device_id, event.captured_at)
+
+
+def _plausible_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 64
+
+
+__all__ = ["AlertIntake", "Verdict", "EdgeAgentError"]

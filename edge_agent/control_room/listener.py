@@ -1,0 +1,162 @@
+"""Control-room MQTT listener: a shared subscription, a persistent session, ack after commit.
+
+Several listeners can share the load (MQTT 5 shared subscription ``$share/control-room/...``).
+The session is persistent (clean_start=False with a session expiry), so alerts published while
+the listener is down wait at the broker. Messages are acknowledged manually, only after the
+intake has committed the alert (or the rejection) to the store: if the store fails, the message
+is not acknowledged, the connection is dropped and the broker delivers it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.control_room.intake import AlertIntake, Verdict
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events.mqtt_connection import Backoff, BrokerConfig, disable_nagle, tls_context
+from edge_agent.events.topics import ALERT_FILTER, SHARE_GROUP
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class AlertListener:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        intake: AlertIntake,
+        client_id: str = "control-room-1",
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        backoff: Backoff | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_interval_s: float = 3600.0,
+        share_group: str = SHARE_GROUP,
+    ) -> None:
+        self.config = config
+        self.intake = intake
+        self.client_id = client_id
+        self._session_expiry_s = session_expiry_s
+        self._backoff = backoff or Backoff()
+        self._on_verdict = on_verdict
+        self._housekeeping = housekeeping
+        self._housekeeping_interval = housekeeping_interval_s
+        self._ssl = tls_context(config)
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed = False
+        self._end_session = False
+        self.subscription = f"$share/{share_group}/{ALERT_FILTER}"
+        self.last_error = ""
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set while connected with the alert subscription granted."""
+        return self._subscribed
+
+    def start(self) -> "AlertListener":
+        self._thread = threading.Thread(target=self.run, name=f"listener-{self.client_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0, end_session: bool = False) -> None:
+        """Disconnect. ``end_session`` also ends the broker session: only for a listener retired for
+        good (while a persistent session exists, the broker keeps queueing its share of alerts)."""
+        self._end_session = end_session
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> "AlertListener":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self) -> None:
+        """Connect, serve, reconnect with backoff until ``stop()``."""
+        import time
+
+        next_housekeeping = 0.0
+        while not self._stop.is_set():
+            client = self._new_client()
+            self._failed = False
+            try:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self._session_expiry_s
+                client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s, clean_start=False, properties=props)
+                while not self._stop.is_set() and not self._failed:
+                    if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                    if self._housekeeping is not None and time.monotonic() >= next_housekeeping:
+                        self._housekeeping()
+                        next_housekeeping = time.monotonic() + self._housekeeping_interval
+                if self._stop.is_set():
+                    props = None
+                    if self._end_session:
+                        props = Properties(PacketTypes.DISCONNECT)
+                        props.SessionExpiryInterval = 0
+                    client.disconnect(properties=props)
+                    client.loop(timeout=0.05)
+            except (OSError, ssl.SSLError) as exc:
+                self._error(f"cannot reach broker {self.config.host}:{self.config.port}: {exc}")
+            finally:
+                self._subscribed.clear()
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff.next_delay())
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.tls_set_context(self._ssl)
+        client.on_socket_open = disable_nagle
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _error(self, text: str) -> None:
+        log.warning("%s", text)
+        self.last_error = text
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: mqtt.ReasonCode, properties: object) -> None:
+        if reason_code.is_failure:
+            self._error(f"broker refused the listener connection: {reason_code}")
+            return
+        self._backoff.reset()
+        client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[mqtt.ReasonCode], properties: object) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self._error(f"broker refused the alert subscription: {[str(rc) for rc in reason_codes]}")
+            self._failed = True
+            return
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self._failed:
+            return  # the connection is being dropped; the broker will redeliver
+        try:
+            verdict = self.intake.receive(message.topic, message.payload)
+        except EdgeAgentError as exc:
+            # Not committed: do not acknowledge; reconnect so the broker delivers it again.
+            self._error(f"could not store message on {message.topic}: {exc}")
+            self._failed = True
+            return
+        client.ack(message.mid, message.qos)
+        if self._on_verdict is not None:
+            self._on_verdict(verdict)

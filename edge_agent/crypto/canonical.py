@@ -1,0 +1,70 @@
+"""One canonical JSON encoding for everything that is signed or hashed.
+
+Signatures cover bytes, not objects, so signer and verifier must agree on a single encoding:
+sorted keys, no insignificant whitespace, UTF-8 (non-ASCII kept as is), floats written with
+Python's shortest round-trip ``repr``, no NaN/Infinity. Anything that is not plain JSON data
+(bytes, numpy arrays and scalars, sets, non-string keys) is refused rather than coerced, so two
+parties can never sign "the same" object as different bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from edge_agent.errors import EdgeAgentError
+
+
+class CanonicalJsonError(EdgeAgentError):
+    """A value cannot be encoded canonically (it is not plain JSON data)."""
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Encode ``obj`` (dict/list/str/int/float/bool/None only) as canonical UTF-8 JSON bytes."""
+    _check(obj, "$")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _check(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if type(value) is int:
+        return
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise CanonicalJsonError(f"{where} is {value}, which JSON cannot carry", "use a finite number or null")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalJsonError(f"{where} has a non-string key {key!r}", "use string keys only")
+            _check(item, f"{where}.{key}")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(item, f"{where}[{i}]")
+        return
+    raise CanonicalJsonError(
+        f"{where} is a {type(value).__name__}, not plain JSON data",
+        "convert it explicitly (e.g. float(x), x.isoformat(), base64 for bytes) before signing or hashing",
+    )
+
+
+def format_utc(moment: datetime) -> str:
+    """The one timestamp form in signed documents: ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (UTC)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise CanonicalJsonError(f"timestamp {moment!r} has no time zone", "pass a timezone-aware UTC datetime")
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_utc(text: str, name: str = "timestamp") -> datetime:
+    """Parse an ISO 8601 timestamp that states UTC (``Z`` or ``+00:00``); anything else is refused."""
+    if not isinstance(text, str) or not (text.endswith("Z") or text.endswith("+00:00")):
+        raise CanonicalJsonError(f"{name} {text!r} is not a UTC ISO 8601 timestamp", "write it like 2026-11-22T08:00:00Z")
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise CanonicalJsonError(f"{name} {text!r} is not a valid ISO 8601 timestamp", "write it like 2026-11-22T08:00:00Z") from None
+    return moment.astimezone(timezone.utc)

@@ -1,0 +1,316 @@
+"""Device-side publisher: drains the spool to the broker over mutual TLS, QoS 1, MQTT 5.
+
+One thread owns the paho client (paho is driven with ``loop()``, never from two threads). Each
+connection attempt uses a fresh client, so nothing outlives a dropped connection except the
+spool: rows are deleted only in ``on_publish`` for their own message id with a success reason
+code (PUBACK). A PUBACK saying "No matching subscribers" (MQTT 5 reason 0x10: the broker would
+drop the alert, e.g. after a restart before the control room re-subscribed) does not count:
+the row stays and is re-sent with backoff until a subscriber exists. Whatever was in flight when the link dropped is published again after the
+reconnect (the listener drops the duplicates by event id). Reconnects back off exponentially
+with jitter.
+
+Also published: a retained ``status`` ("online" on connect, "offline" on clean stop and as the
+last will, so a crashed agent reads offline) and periodic ``telemetry`` (counters only — never
+biometrics), which doubles as the heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.events.mqtt_connection import Backoff, BrokerConfig, disable_nagle, tls_context
+from edge_agent.events.schema import format_time
+from edge_agent.events.spool import Spool, SpooledEvent
+from edge_agent.events.topics import check_device_id, status_topic, telemetry_topic, alert_topic
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA = "lfr.status/1"
+NO_MATCHING_SUBSCRIBERS = 0x10
+TELEMETRY_SCHEMA = "lfr.telemetry/1"
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Operational counters the agent reports. Only numbers: no images, templates or identities."""
+
+    frames: int = 0
+    faces: int = 0
+    alerts: int = 0
+    dropped_frames: int = 0
+    latency_ms_p50: float = 0.0
+    latency_ms_p99: float = 0.0
+
+
+@dataclass(frozen=True)
+class PublisherState:
+    connected: bool
+    connects: int
+    published: int
+    acknowledged: int
+    broker_refused: int
+    no_subscribers: int
+    last_error: str
+
+
+def status_payload(device_id: str, state: str, now: datetime) -> bytes:
+    return json.dumps({"schema": STATUS_SCHEMA, "device_id": device_id, "state": state, "at": format_time(now)}, sort_keys=True, separators=(",", ":")).encode()
+
+
+class AlertPublisher:
+    """``start()`` a background thread that keeps a connection and drains ``spool``; ``stop()`` says offline."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        device_id: str,
+        spool: Spool,
+        telemetry: Callable[[], Telemetry] | None = None,
+        telemetry_interval_s: float = 30.0,
+        window: int = 64,
+        backoff: Backoff | None = None,
+        clock: Callable[[], datetime] | None = None,
+        purge_interval_s: float = 60.0,
+    ) -> None:
+        self.config = config
+        self.device_id = check_device_id(device_id)
+        self.spool = spool
+        self._telemetry = telemetry or Telemetry
+        self._telemetry_interval = telemetry_interval_s
+        self._purge_interval = purge_interval_s
+        self._window = window
+        self._backoff = backoff or Backoff()
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._ssl = tls_context(config)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        # Connection-scoped state, touched only by the worker thread (and callbacks it runs).
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._retry: dict[int, float] = {}  # seq -> monotonic time to re-send (no subscribers yet)
+        self._retry_backoff = Backoff(0.25, 15.0)
+        self._retry_due = 0.0
+        self._last_submitted = 0
+        self._session_ok = False
+        # Counters (read via state()).
+        self._connected = False
+        self._connects = 0
+        self._published = 0
+        self._acked = 0
+        self._broker_refused = 0
+        self._no_subscribers = 0
+        self._last_error = ""
+
+    # ---- public API -------------------------------------------------------------------------
+    def start(self) -> "AlertPublisher":
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        self._thread = threading.Thread(target=self._run, name=f"mqtt-publisher-{self.device_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def notify(self) -> None:
+        """Tell the worker a new event is in the spool (it also polls)."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> "AlertPublisher":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def state(self) -> PublisherState:
+        with self._lock:
+            return PublisherState(self._connected, self._connects, self._published, self._acked, self._broker_refused, self._no_subscribers, self._last_error)
+
+    # ---- worker -----------------------------------------------------------------------------
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"device-{self.device_id}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.tls_set_context(self._ssl)
+        client.on_socket_open = disable_nagle
+        client.max_inflight_messages_set(self._window)
+        client.will_set(status_topic(self.device_id), status_payload(self.device_id, "offline", self._clock()), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            client = self._new_client()
+            self._inflight.clear()
+            self._retry.clear()  # everything still queued is re-sent on the next connection anyway
+            self._last_submitted = 0
+            self._session_ok = False
+            try:
+                client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s, clean_start=True)
+                self._serve(client)
+            except (OSError, ssl.SSLError, mqtt.WebsocketConnectionError) as exc:
+                self._note_error(f"cannot reach broker {self.config.host}:{self.config.port}: {exc}")
+            finally:
+                try:
+                    client.socket() and client.disconnect()
+                except Exception:  # noqa: BLE001 - best effort on a dead socket
+                    pass
+                with self._lock:
+                    self._connected = False
+            if not self._stop.is_set():
+                delay = self._backoff.next_delay()
+                log.info("reconnecting to broker in %.2fs", delay)
+                self._stop.wait(delay)
+
+    def _serve(self, client: mqtt.Client) -> None:
+        next_telemetry = 0.0
+        next_purge = 0.0
+        next_scan = 0.0
+        while True:
+            rc = client.loop(timeout=0.01)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                self._note_error(f"connection to broker lost ({mqtt.error_string(rc)})")
+                return
+            if not self._session_ok:
+                if self._stop.is_set():
+                    return
+                continue
+            if self._stop.is_set():
+                self._say_offline(client)
+                return
+            now = time.monotonic()
+            if now >= next_purge:
+                self.spool.purge_expired()
+                next_purge = now + self._purge_interval
+            if self._wake.is_set() or now >= next_scan or (self._retry and min(self._retry.values()) <= now):
+                self._submit(client)
+                next_scan = now + 0.5
+            if now >= next_telemetry:
+                self._send_telemetry(client)
+                next_telemetry = now + self._telemetry_interval
+
+    def _submit(self, client: mqtt.Client) -> None:
+        self._wake.clear()
+        now = time.monotonic()
+        for seq in [s for s, due in self._retry.items() if due <= now]:
+            if len(self._inflight) >= self._window:
+                return
+            del self._retry[seq]
+            item = self.spool.get(seq)
+            if item is not None and not self._send(client, item):
+                return
+        room = self._window - len(self._inflight)
+        if room <= 0:
+            return
+        for item in self.spool.pending(after_seq=self._last_submitted, limit=room):
+            if not self._send(client, item):
+                return
+            self._last_submitted = item.seq
+
+    def _send(self, client: mqtt.Client, item: SpooledEvent) -> bool:
+        info = client.publish(alert_topic(self.device_id), item.payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._note_error(f"publish of seq {item.seq} failed locally ({mqtt.error_string(info.rc)})")
+            return False
+        self._inflight[info.mid] = item.seq
+        with self._lock:
+            self._published += 1
+        return True
+
+    def _say_offline(self, client: mqtt.Client) -> None:
+        info = client.publish(status_topic(self.device_id), status_payload(self.device_id, "offline", self._clock()), qos=1, retain=True)
+        deadline = 50
+        while not info.is_published() and deadline > 0 and client.loop(timeout=0.05) == mqtt.MQTT_ERR_SUCCESS:
+            deadline -= 1
+        client.disconnect()
+        client.loop(timeout=0.05)
+
+    def _send_telemetry(self, client: mqtt.Client) -> None:
+        stats = self.spool.stats()
+        body = {
+            "schema": TELEMETRY_SCHEMA,
+            "device_id": self.device_id,
+            "at": format_time(self._clock()),
+            **asdict(self._telemetry()),
+            "queue_depth": stats.depth,
+            "spool_bytes": stats.bytes,
+            "spool_dropped_size_limit": stats.dropped_size_limit,
+            "spool_dropped_retention": stats.dropped_retention,
+            "broker_refused": self._broker_refused,
+        }
+        client.publish(telemetry_topic(self.device_id), json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), qos=0)
+
+    def _note_error(self, text: str) -> None:
+        log.warning("%s", text)
+        with self._lock:
+            self._last_error = text
+
+    # ---- paho callbacks (run on the worker thread inside loop()) ----------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            self._note_error(f"broker refused the connection: {reason_code}")
+            return
+        self._session_ok = True
+        self._wake.set()
+        self._backoff.reset()
+        with self._lock:
+            self._connected = True
+            self._connects += 1
+        client.publish(status_topic(self.device_id), status_payload(self.device_id, "online", self._clock()), qos=1, retain=True)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
+        self._session_ok = False
+        with self._lock:
+            self._connected = False
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return  # status or telemetry
+        if reason_code.is_failure:
+            # Keep the row: it is retried on the next connection and purged (audited) at retention.
+            with self._lock:
+                self._broker_refused += 1
+            self._note_error(f"broker refused alert seq {seq}: {reason_code} (kept in spool)")
+            return
+        if reason_code.value == NO_MATCHING_SUBSCRIBERS:
+            # Accepted by the broker but delivered to nobody: keep it and try again later.
+            # All refusals of one round share a due time, so the backoff grows per round, not per alert.
+            now = time.monotonic()
+            if self._retry_due <= now:
+                self._retry_due = now + self._retry_backoff.next_delay()
+            self._retry[seq] = self._retry_due
+            with self._lock:
+                self._no_subscribers += 1
+            return
+        self._retry_backoff.reset()
+        self.spool.acknowledge(seq)
+        self._wake.set()  # room in the window: look for more
+        with self._lock:
+            self._acked += 1
+
+
+def session_expiry(seconds: int) -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = seconds
+    return props

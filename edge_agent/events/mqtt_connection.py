@@ -1,0 +1,110 @@
+"""What both MQTT ends share: broker settings, a pinned-CA mutual-TLS context, backoff with jitter.
+
+Only the CA named in the configuration is trusted (no system store), TLS 1.2 is the floor, and
+the client always presents its certificate: the broker maps the certificate CN to the MQTT user
+that its ACL checks.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import ssl
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge_agent.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    keepalive_s: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"broker port {self.port} is out of range", "use e.g. 8883")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = Path(getattr(self, name))
+            if not path.is_file():
+                raise ConfigError(f"broker {name.replace('_', ' ')} {path} not found", "check the broker TLS settings")
+
+    @classmethod
+    def from_url(cls, url: str, ca_file: Path, cert_file: Path, key_file: Path, **kw: Any) -> "BrokerConfig":
+        """``mqtts://host:port`` (only TLS is accepted)."""
+        parts = urlsplit(url)
+        if parts.scheme != "mqtts" or not parts.hostname:
+            raise ConfigError(f"broker URL {url!r} must look like mqtts://host:8883", "plain mqtt:// is refused: alerts travel over TLS only")
+        return cls(parts.hostname, parts.port or 8883, Path(ca_file), Path(cert_file), Path(key_file), **kw)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "BrokerConfig":
+        """A ``[broker]`` table: url, ca, cert, key (paths relative to the file), optional keepalive_s."""
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found", "check the --config path") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax") from None
+        section = doc.get("broker")
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path} has no [broker] table", "add url, ca, cert and key under [broker]")
+        try:
+            base = path.parent
+            return cls.from_url(
+                str(section["url"]),
+                base / section["ca"],
+                base / section["cert"],
+                base / section["key"],
+                keepalive_s=int(section.get("keepalive_s", 30)),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"config file {path} [broker] lacks {exc.args[0]!r}", "required: url, ca, cert, key") from None
+
+
+def tls_context(config: BrokerConfig) -> ssl.SSLContext:
+    """Client context: TLS >= 1.2, only the configured CA trusted, hostname checked, client cert loaded."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_verify_locations(cafile=str(config.ca_file))
+        ctx.load_cert_chain(certfile=str(config.cert_file), keyfile=str(config.key_file))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot load broker TLS files ({exc})", "check the CA, certificate and key paths and that the key matches the certificate") from None
+    return ctx
+
+
+class Backoff:
+    """Exponential backoff with jitter: delay ~ U(c/2, c), c = min(cap, base * 2^attempt), so a fleet does not reconnect in lockstep."""
+
+    def __init__(self, base_s: float = 0.25, cap_s: float = 30.0, rng: random.Random | None = None) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 32)
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def disable_nagle(client: object, userdata: object, sock: object) -> None:
+    """paho ``on_socket_open`` hook: alerts are small, latency matters more than packet count."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        pass  # not a TCP socket (e.g. a proxy); nothing to tune

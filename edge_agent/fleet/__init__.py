@@ -1,0 +1,1 @@
+"""Fleet tooling run centrally: PKI for MQTT TLS and device provisioning."""

@@ -1,0 +1,220 @@
+"""The fleet's small X.509 PKI for MQTT mutual TLS: one CA, a broker certificate, one client certificate per device.
+
+Why X.509 here when the rest of the system uses raw Ed25519/X25519: brokers (Mosquitto, EMQX,
+HiveMQ, AWS IoT Core) authenticate clients by TLS certificates, and Mosquitto's
+``use_identity_as_username`` turns the client certificate's CN (= device id) into the user
+name that the per-device ACL ``pattern write lfr/v1/%u/#`` checks.
+
+Keys are ECDSA P-256 (supported by every broker and TLS stack above); private keys are PEM
+PKCS#8 files created 0600 and never overwritten.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edge_agent.errors import ConfigError, SecurityError
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+
+
+@dataclass(frozen=True)
+class CA:
+    """A loaded certificate authority: its certificate, private key and where they live."""
+
+    cert_path: Path
+    key_path: Path
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def name(self) -> str:
+        return self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    cert_path: Path
+    key_path: Path
+    certificate: x509.Certificate
+
+
+def _now(now: datetime | None) -> datetime:
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware UTC")
+    return now
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise SecurityError(f"refusing to overwrite existing file {path}", "move it away first if you really mean to replace it") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, mode)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(common_name: str, organisation: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organisation:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+    return x509.Name(attrs)
+
+
+def create_ca(directory: str | Path, name: str, *, valid_days: int = 3650, now: datetime | None = None) -> CA:
+    """Create ``ca.pem`` and ``ca.key`` (0600) in ``directory``; refuses to overwrite an existing CA."""
+    d = Path(directory)
+    cert_path, key_path = d / CA_CERT, d / CA_KEY
+    for p in (cert_path, key_path):
+        if p.exists():
+            raise SecurityError(f"refusing to overwrite existing CA file {p}", "use load_ca() to issue from the existing CA")
+    now = _now(now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(name, "edge-agent fleet")
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_new(key_path, _key_pem(key), 0o600)
+    _write_new(cert_path, _cert_pem(cert), 0o644)
+    return CA(cert_path, key_path, cert, key)
+
+
+def load_ca(directory: str | Path) -> CA:
+    """Load ``ca.pem``/``ca.key`` from ``directory``; the key must be readable by its owner only."""
+    d = Path(directory)
+    cert_path, key_path = d / CA_CERT, d / CA_KEY
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if key_path.stat().st_mode & 0o077:
+            raise SecurityError(f"CA key {key_path} is accessible by group/others", f"run: chmod 600 {key_path}")
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"fleet CA file {exc.filename} not found", "create the CA first: python deploy/provision.py ca --dir DIR") from None
+    except ValueError as exc:
+        raise SecurityError(f"fleet CA in {d} is not readable PEM: {exc}", "restore the CA from backup") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key().public_numbers() != cert.public_key().public_numbers():
+        raise SecurityError(f"CA key {key_path} does not match certificate {cert_path}", "restore the matching pair from backup")
+    return CA(cert_path, key_path, cert, key)
+
+
+def _leaf(
+    ca: CA,
+    directory: Path,
+    stem: str,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    san: Sequence[x509.GeneralName],
+    valid_days: int,
+    now: datetime | None,
+) -> IssuedCert:
+    cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+    for p in (cert_path, key_path):
+        if p.exists():
+            raise SecurityError(f"refusing to overwrite existing file {p}", "certificates are not replaced in place; move the old ones away")
+    now = _now(now)
+    not_after = min(now + timedelta(days=valid_days), ca.certificate.not_valid_after_utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=True, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+    )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    _write_new(key_path, _key_pem(key), 0o600)
+    _write_new(cert_path, _cert_pem(cert), 0o644)
+    return IssuedCert(cert_path, key_path, cert)
+
+
+def issue_server_cert(
+    ca: CA,
+    directory: str | Path,
+    hostnames: Iterable[str],
+    ips: Iterable[str] = (),
+    *,
+    stem: str = "server",
+    valid_days: int = 825,
+    now: datetime | None = None,
+) -> IssuedCert:
+    """A broker certificate for ``hostnames``/``ips`` (subjectAltName; clients check it) -> ``server.pem``/``server.key``."""
+    hosts = [h for h in hostnames]
+    addresses = [ipaddress.ip_address(i) for i in ips]
+    if not hosts and not addresses:
+        raise ConfigError("a server certificate needs at least one host name or IP address", "pass the broker's DNS name")
+    san: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts] + [x509.IPAddress(a) for a in addresses]
+    cn = hosts[0] if hosts else str(addresses[0])
+    return _leaf(ca, Path(directory), stem, cn, ExtendedKeyUsageOID.SERVER_AUTH, san, valid_days, now)
+
+
+def issue_client_cert(
+    ca: CA,
+    directory: str | Path,
+    common_name: str,
+    *,
+    stem: str = "client",
+    valid_days: int = 825,
+    now: datetime | None = None,
+) -> IssuedCert:
+    """A client certificate whose CN is the MQTT identity (device id or control-room name) -> ``client.pem``/``client.key``."""
+    if not common_name or any(c in common_name for c in "/+#") or len(common_name) > 64:
+        raise ConfigError(f"client certificate name {common_name!r} cannot be an MQTT user name", "use the device id")
+    return _leaf(ca, Path(directory), stem, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, (), valid_days, now)
+
+
+def common_name(cert: x509.Certificate) -> str:
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value

@@ -1,0 +1,102 @@
+"""The recognition core: detect -> align -> quality -> embed, with the identity of the models used.
+
+Everything that turns pixels into templates (the device, the central watchlist build, evaluation)
+goes through this class, so enrolment and matching always use the same detector and aligner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.vision.alignment import ALIGNER_ID, align_face
+from edge_agent.vision.detector import BlazeFaceDetector, Detection, merge_detections
+from edge_agent.vision.embedder import Embedder
+from edge_agent.vision.model_files import ModelManifest, default_models_dir
+from edge_agent.vision.quality import QualityPolicy, QualityVerdict, assess
+from edge_agent.vision.runtime import LiteRTModel
+
+__all__ = ["Detection", "Face", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES"]
+
+# Preferred manifest entries per detector choice, best first.
+DETECTOR_MODELS = {
+    "full": ["blazeface_full_range_int8", "blazeface_full_range_float"],
+    "short": ["blazeface_short_range_int8", "blazeface_short_range"],
+}
+DETECTOR_CHOICES = ("full", "short", "both")
+EMBEDDER_MODELS = ["sface_int8"]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Hashes of the models a template came from; a watchlist is bound to exactly these."""
+
+    detector_sha256: str
+    aligner: str
+    embedder_sha256: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"detector_sha256": self.detector_sha256, "aligner": self.aligner, "embedder_sha256": self.embedder_sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> "ModelIdentity":
+        return cls(str(data["detector_sha256"]), str(data["aligner"]), str(data["embedder_sha256"]))
+
+
+@dataclass(frozen=True)
+class Face:
+    detection: Detection
+    quality: QualityVerdict
+    embedding: np.ndarray | None  # (128,) float32 unit vector; None when quality rejected it
+    aligned: np.ndarray | None = None  # 112x112 RGB crop, only when asked for (never kept by the agent)
+
+
+class RecognitionCore:
+    def __init__(self, detectors: list[BlazeFaceDetector], embedder: Embedder, identity: ModelIdentity, quality: QualityPolicy) -> None:
+        self.detectors = detectors
+        self.embedder = embedder
+        self.identity = identity
+        self.quality = quality
+
+    @classmethod
+    def load(
+        cls,
+        models_dir: Path | None = None,
+        detector: str = "full",
+        threads: int = 2,
+        delegate: str = "none",
+        quality: QualityPolicy | None = None,
+        detection_threshold: float = 0.5,
+    ) -> "RecognitionCore":
+        if detector not in DETECTOR_CHOICES:
+            raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
+        manifest = ModelManifest(models_dir or default_models_dir())
+        variants = ["full", "short"] if detector == "both" else [detector]
+        detectors, hashes = [], []
+        for variant in variants:
+            model_file = manifest.resolve(manifest.first_available(DETECTOR_MODELS[variant]))
+            # The Edge TPU only runs the embedder's int8 graph; detectors with float heads stay on CPU.
+            detectors.append(BlazeFaceDetector(LiteRTModel(model_file.path, threads), variant, detection_threshold))
+            hashes.append(model_file.sha256)
+        embedder_file = manifest.resolve(manifest.first_available(EMBEDDER_MODELS))
+        embedder = Embedder(LiteRTModel(embedder_file.path, threads, delegate))
+        identity = ModelIdentity("+".join(hashes), ALIGNER_ID, embedder_file.sha256)
+        return cls(detectors, embedder, identity, quality or QualityPolicy())
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        found = [d for detector in self.detectors for d in detector.detect(image_bgr)]
+        return merge_detections(found) if len(self.detectors) > 1 else found
+
+    def faces(self, image_bgr: np.ndarray, embed_rejected: bool = False, keep_aligned: bool = False, with_mirror: bool = False) -> list[Face]:
+        """All faces in a frame, each with its quality verdict; only faces that pass (or all, when
+        ``embed_rejected``) are embedded."""
+        results = []
+        for detection in self.detect(image_bgr):
+            aligned = align_face(image_bgr, detection.keypoints)
+            verdict = assess(detection, aligned, self.quality)
+            embedding = self.embedder.embed(aligned, with_mirror) if (verdict.ok or embed_rejected) else None
+            results.append(Face(detection, verdict, embedding, aligned if keep_aligned else None))
+        return results

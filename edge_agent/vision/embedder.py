@@ -1,0 +1,39 @@
+"""Face embedder: aligned 112x112 RGB crop -> L2-normalised float32 template (SFace, 128-D)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_agent.vision.alignment import CROP_SIZE
+from edge_agent.vision.runtime import LiteRTModel, quantize
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class Embedder:
+    """Feeds RGB pixel values 0..255 (the quantized model's input scale 1 / zero point -128 maps them
+    exactly to int8; normalisation is inside the graph) and returns a unit vector."""
+
+    def __init__(self, model: LiteRTModel) -> None:
+        shape = model.inputs[0].shape
+        if shape[1:3] != (CROP_SIZE, CROP_SIZE):
+            raise ValueError(f"{model.path.name} expects {shape}, not a {CROP_SIZE}x{CROP_SIZE} face embedder")
+        self.model = model
+        # RGB 0..255 -> the input tensor's values, precomputed (int8: pixel - 128).
+        self._lut = quantize(np.arange(256, dtype=np.float32), model.inputs[0])
+        self.dimension = int(np.prod(model.outputs[0].shape[1:]))
+
+    def embed(self, aligned_rgb: np.ndarray, with_mirror: bool = False) -> np.ndarray:
+        """One template; ``with_mirror`` averages the face and its mirror image (used at enrolment,
+        where the extra invoke is cheap and makes reference templates steadier)."""
+        vector = self._raw(aligned_rgb)
+        if with_mirror:
+            vector = l2_normalise(vector) + l2_normalise(self._raw(aligned_rgb[:, ::-1]))
+        return l2_normalise(vector)
+
+    def _raw(self, aligned_rgb: np.ndarray) -> np.ndarray:
+        return self.model.run(self._lut[aligned_rgb][None])[0].reshape(-1)

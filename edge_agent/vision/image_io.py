@@ -1,0 +1,73 @@
+"""Reads still images safely: size and pixel limits are checked before decoding, and every failure
+is an ImageError that says what is wrong with which file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_agent.errors import ImageError
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_PIXELS = 50_000_000  # ~8K x 6K: larger inputs are refused rather than exhausting a Pi's memory
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode to BGR uint8 HxWx3 (grey and alpha images are converted)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"image {path} does not exist", "check the path") from None
+    if not path.is_file():
+        raise ImageError(f"{path} is not a file", "pass an image file")
+    if size == 0:
+        raise ImageError(f"image {path} is empty (0 bytes)", "the copy may have failed; copy it again")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"image {path} is {size} bytes, over the {MAX_FILE_BYTES} byte limit", "resize or recompress it")
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    buffer = np.frombuffer(data, np.uint8)
+    _check_dimensions(data, name)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ImageError(
+            f"{name} cannot be decoded: not an image, or corrupt or truncated",
+            "check the file opens in an image viewer; re-export it as JPEG or PNG",
+        )
+    return image
+
+
+def _check_dimensions(data: bytes, name: str) -> None:
+    """Refuse decompression bombs from the header alone (OpenCV would try to allocate them)."""
+    dims = _header_dimensions(data)
+    if dims and dims[0] * dims[1] > MAX_PIXELS:
+        raise ImageError(
+            f"{name} is {dims[0]}x{dims[1]} pixels, over the {MAX_PIXELS} pixel limit",
+            "downscale it before searching",
+        )
+
+
+def _header_dimensions(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+            i += 2 + length
+    return None
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,101 @@
+"""What one watchlist entry records (policing.md 5-6): an opaque reference, never a name or image."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from edge_agent.errors import ConfigError
+
+# Closed list (policing.md 5; Bridges: a free-form "other" gave too broad a discretion).
+CATEGORIES = ("wanted_by_court", "suspect", "missing_vulnerable", "risk_to_self_or_others")
+# Opaque case/system references: no spaces, so a "Firstname Lastname" cannot slip in as a ref.
+SUBJECT_REF_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+MAX_TEXT = 200
+ENTRY_FIELDS = (
+    "subject_ref",
+    "category",
+    "image_source",
+    "legal_basis",
+    "image_date",
+    "last_review_date",
+    "under_18",
+    "under_18_justification",
+    "templates",
+)
+
+
+@dataclass(frozen=True)
+class WatchlistEntry:
+    subject_ref: str
+    category: str
+    image_source: str
+    legal_basis: str
+    image_date: date  # date of the (oldest) reference image used
+    last_review_date: date
+    under_18: bool
+    under_18_justification: str | None
+    templates: int  # number of templates this subject contributes, in package order
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.subject_ref, str) or not SUBJECT_REF_PATTERN.fullmatch(self.subject_ref):
+            raise ConfigError(
+                f"subject_ref {self.subject_ref!r} is not an opaque reference",
+                "use 1-64 letters, digits, '.', '_', ':', '/' or '-' (a case or system reference, never a name)",
+            )
+        if self.category not in CATEGORIES:
+            raise ConfigError(
+                f"subject {self.subject_ref}: category {self.category!r} is not on the closed list",
+                f"use one of {', '.join(CATEGORIES)}",
+            )
+        for name in ("image_source", "legal_basis"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+                raise ConfigError(f"subject {self.subject_ref}: {name} must be 1-{MAX_TEXT} characters", f"record the {name.replace('_', ' ')}")
+        if self.under_18 and not (self.under_18_justification or "").strip():
+            raise ConfigError(
+                f"subject {self.subject_ref} is under 18 but has no recorded justification",
+                "record why including a child is necessary and proportionate (under_18_justification)",
+            )
+        if self.last_review_date < self.image_date:
+            raise ConfigError(f"subject {self.subject_ref}: last review {self.last_review_date} is before the image date {self.image_date}", "check the dates")
+        if self.templates < 1:
+            raise ConfigError(f"subject {self.subject_ref} has no template", "every entry needs at least one usable image")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "subject_ref": self.subject_ref,
+            "category": self.category,
+            "image_source": self.image_source,
+            "legal_basis": self.legal_basis,
+            "image_date": self.image_date.isoformat(),
+            "last_review_date": self.last_review_date.isoformat(),
+            "under_18": self.under_18,
+            "under_18_justification": self.under_18_justification,
+            "templates": self.templates,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "WatchlistEntry":
+        if not isinstance(doc, dict) or set(doc) != set(ENTRY_FIELDS):
+            raise ConfigError("watchlist entry has missing or unexpected fields", f"expected {', '.join(ENTRY_FIELDS)}")
+        try:
+            return cls(
+                subject_ref=doc["subject_ref"],
+                category=doc["category"],
+                image_source=doc["image_source"],
+                legal_basis=doc["legal_basis"],
+                image_date=date.fromisoformat(doc["image_date"]),
+                last_review_date=date.fromisoformat(doc["last_review_date"]),
+                under_18=bool(doc["under_18"]) if isinstance(doc["under_18"], bool) else _bad("under_18"),
+                under_18_justification=doc["under_18_justification"],
+                templates=doc["templates"] if type(doc["templates"]) is int else _bad("templates"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"watchlist entry is malformed: {exc}", "the package must be rebuilt") from None
+
+
+def _bad(name: str) -> Any:
+    raise ValueError(f"{name} has the wrong type")

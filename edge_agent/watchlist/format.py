@@ -1,0 +1,175 @@
+"""Watchlist package format v1: byte layout only (docs/formats/watchlist.md). No keys here.
+
+    magic "EAWL" (4) | version (1) = 0x01
+    header_len (u32 BE) | header: canonical JSON
+    seal_count (u16 BE) | per seal: id_len (u8) | device id (ASCII) | seal_len (u16 BE) | sealed content key
+    payload_len (u64 BE) | payload: nonce (12) | AES-256-GCM ciphertext + tag (16)
+    signature (64): Ed25519 by the authority over every byte before it
+
+The signature sits at a fixed place (the last 64 bytes) so it can be checked before anything
+else is parsed. The "prefix" (magic..header) is the AES-GCM AAD of the payload and, hashed, part
+of each seal's AAD: a seal or ciphertext cannot be moved to another package.
+Plaintext: meta_len (u32 BE) | meta: canonical JSON {"entries": [...]} | templates float32 little-endian.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_agent.crypto.canonical import canonical_json
+from edge_agent.watchlist.errors import NotAWatchlist, PackageTampered, UnknownFormatVersion
+
+MAGIC = b"EAWL"
+FORMAT_VERSION = 1
+FORMAT_NAME = "edge-agent-watchlist"
+SIGNATURE_LEN = 64
+NONCE_LEN = 12
+TAG_LEN = 16
+SEAL_CONTEXT = b"watchlist-v1"
+SIGNATURE_DOMAIN = b"edge-agent watchlist v1\x00"
+TEMPLATE_DTYPE = "<f4"
+EMBEDDING_DIM = 128  # SFace
+HEADER_FIELDS = (
+    "format",
+    "version",
+    "package_id",
+    "deployment_id",
+    "deployment",
+    "model",
+    "created",
+    "not_before",
+    "expires",
+    "entry_count",
+    "template_count",
+    "dim",
+    "dtype",
+    "cipher",
+)
+MAX_HEADER = 1 << 20
+
+
+@dataclass(frozen=True)
+class Container:
+    """A v1 package split into its regions (nothing decrypted, nothing trusted yet)."""
+
+    prefix: bytes  # magic .. header, the payload AAD
+    header: dict[str, Any]
+    seals: dict[str, bytes]
+    payload: bytes  # nonce | ciphertext+tag
+    signed: bytes  # every byte the signature covers
+    signature: bytes
+
+
+def seal_aad(prefix: bytes, device_id: str) -> bytes:
+    return b"edge-agent watchlist v1 seal\x00" + device_id.encode("ascii") + b"\x00" + hashlib.sha256(prefix).digest()
+
+
+def encode_prefix(header: dict[str, Any]) -> bytes:
+    missing = [f for f in HEADER_FIELDS if f not in header]
+    if missing or set(header) != set(HEADER_FIELDS):
+        raise ValueError(f"watchlist header fields wrong: missing {missing}, extra {sorted(set(header) - set(HEADER_FIELDS))}")
+    body = canonical_json(header)
+    return MAGIC + bytes([FORMAT_VERSION]) + struct.pack(">I", len(body)) + body
+
+
+def encode_unsigned(prefix: bytes, seals: dict[str, bytes], payload: bytes) -> bytes:
+    parts = [prefix, struct.pack(">H", len(seals))]
+    for device_id in sorted(seals):
+        ident = device_id.encode("ascii")
+        parts += [struct.pack(">B", len(ident)), ident, struct.pack(">H", len(seals[device_id])), seals[device_id]]
+    parts += [struct.pack(">Q", len(payload)), payload]
+    return b"".join(parts)
+
+
+def signed_message(unsigned: bytes) -> bytes:
+    return SIGNATURE_DOMAIN + unsigned
+
+
+def check_magic_and_version(data: bytes) -> None:
+    """Cheap checks that give a specific message before the signature is tried."""
+    if len(data) < len(MAGIC) + 1 or data[: len(MAGIC)] != MAGIC:
+        raise NotAWatchlist("this is not an edge-agent watchlist package (bad magic)", "check the file: expected a .eawl package from the authority")
+    if data[len(MAGIC)] != FORMAT_VERSION:
+        raise UnknownFormatVersion(
+            f"watchlist package format version {data[len(MAGIC)]} is not supported (this edge-agent reads version {FORMAT_VERSION})",
+            "upgrade edge-agent, or ask the authority for a version 1 package",
+        )
+
+
+def split_signature(data: bytes) -> tuple[bytes, bytes]:
+    if len(data) < len(MAGIC) + 1 + 4 + 2 + 8 + SIGNATURE_LEN:
+        raise PackageTampered("watchlist package is truncated", "copy the package again from the authority")
+    return data[:-SIGNATURE_LEN], data[-SIGNATURE_LEN:]
+
+
+def decode_container(data: bytes) -> Container:
+    """Split a package into regions; any inconsistency is PackageTampered. Call after the signature check."""
+    check_magic_and_version(data)
+    signed, signature = split_signature(data)
+    view = memoryview(signed)
+    pos = len(MAGIC) + 1
+    try:
+        (header_len,) = struct.unpack_from(">I", view, pos)
+        pos += 4
+        if header_len > MAX_HEADER or pos + header_len > len(view):
+            raise ValueError("header length out of range")
+        header_bytes = bytes(view[pos : pos + header_len])
+        pos += header_len
+        prefix = bytes(view[:pos])
+        header = json.loads(header_bytes.decode("utf-8"))
+        if not isinstance(header, dict) or canonical_json(header) != header_bytes:
+            raise ValueError("header is not canonical JSON")
+        (count,) = struct.unpack_from(">H", view, pos)
+        pos += 2
+        seals: dict[str, bytes] = {}
+        for _ in range(count):
+            (id_len,) = struct.unpack_from(">B", view, pos)
+            pos += 1
+            device_id = bytes(view[pos : pos + id_len]).decode("ascii")
+            pos += id_len
+            (seal_len,) = struct.unpack_from(">H", view, pos)
+            pos += 2
+            if pos + seal_len > len(view) or device_id in seals:
+                raise ValueError("seal out of range or repeated")
+            seals[device_id] = bytes(view[pos : pos + seal_len])
+            pos += seal_len
+        (payload_len,) = struct.unpack_from(">Q", view, pos)
+        pos += 8
+        if pos + payload_len != len(view) or payload_len < NONCE_LEN + TAG_LEN:
+            raise ValueError("payload length does not match the package size")
+        payload = bytes(view[pos:])
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise PackageTampered(f"watchlist package structure is corrupt ({exc})", "copy the package again from the authority") from None
+    return Container(prefix, header, seals, payload, signed, signature)
+
+
+def encode_plaintext(entries_json: list[dict[str, Any]], templates: np.ndarray) -> bytes:
+    meta = canonical_json({"entries": entries_json})
+    body = np.ascontiguousarray(templates, dtype=TEMPLATE_DTYPE).tobytes()
+    return struct.pack(">I", len(meta)) + meta + body
+
+
+def decode_plaintext(plaintext: bytes, template_count: int, dim: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Split decrypted bytes into entry metadata and an (N, dim) float32 array (in memory only)."""
+    try:
+        (meta_len,) = struct.unpack_from(">I", plaintext, 0)
+        meta = json.loads(plaintext[4 : 4 + meta_len].decode("utf-8"))
+        entries = meta["entries"]
+        if not isinstance(entries, list):
+            raise ValueError("entries is not a list")
+    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise PackageTampered(f"watchlist payload metadata is corrupt ({exc})", "ask the authority to rebuild the package") from None
+    body = memoryview(plaintext)[4 + meta_len :]
+    if len(body) != template_count * dim * 4:
+        raise PackageTampered(
+            f"watchlist payload holds {len(body)} template bytes, header says {template_count}x{dim} float32",
+            "ask the authority to rebuild the package",
+        )
+    templates = np.frombuffer(body, dtype=TEMPLATE_DTYPE).reshape(template_count, dim).astype(np.float32, copy=False)
+    return entries, templates

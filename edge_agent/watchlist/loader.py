@@ -1,0 +1,192 @@
+"""On the device: verify a watchlist package, then decrypt it into memory only.
+
+Order of checks: magic and version (specific messages), the authority signature over the whole
+package (before trusting any header field), structure, model identity, validity window,
+deployment policy (signature, device, threshold approval), the device's seal, the payload.
+The plaintext exists only as Python objects; nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
+from edge_agent.crypto.sealing import open_sealed
+from edge_agent.deployment.policy import authorise
+from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+from edge_agent.errors import ConfigError, SecurityError
+from edge_agent.identity.keys import DeviceKeys
+from edge_agent.watchlist.entry import WatchlistEntry
+from edge_agent.watchlist.errors import (
+    DeploymentMismatch,
+    ModelMismatch,
+    PackageTampered,
+    WatchlistExpired,
+    WatchlistNotYetValid,
+    WrongDevice,
+)
+from edge_agent.watchlist.format import (
+    EMBEDDING_DIM,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    NONCE_LEN,
+    SEAL_CONTEXT,
+    check_magic_and_version,
+    decode_container,
+    decode_plaintext,
+    seal_aad,
+    signed_message,
+    split_signature,
+)
+from edge_agent.watchlist.gallery import Candidate, Gallery
+
+
+@dataclass(frozen=True)
+class LoadedWatchlist:
+    """A verified, decrypted watchlist held in memory for one deployment."""
+
+    gallery: Gallery
+    entries: tuple[WatchlistEntry, ...]
+    deployment: DeploymentRecord
+    expires_at: datetime
+    not_before: datetime
+    version: int
+    package_id: str
+    model: dict[str, str]
+    device_id: str
+
+    def active(self, now: datetime) -> bool:
+        return self.not_before <= now < self.expires_at and self.deployment.is_active(now)
+
+    def search(self, probe: np.ndarray, now: datetime, k: int = 5) -> list[Candidate]:
+        """Top-k candidates, or nothing at all outside the deployment window (policing.md 2)."""
+        if not self.active(now):
+            return []
+        return self.gallery.search(probe, k)
+
+    def category_of(self, subject_ref: str) -> str:
+        for entry in self.entries:
+            if entry.subject_ref == subject_ref:
+                return entry.category
+        raise KeyError(subject_ref)
+
+
+def _model_dict(model_identity: Any) -> dict[str, str]:
+    raw = model_identity.as_dict() if hasattr(model_identity, "as_dict") else dict(model_identity)
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def load_watchlist(
+    package: bytes | Path | str,
+    device_keys: DeviceKeys,
+    authority_pub: Ed25519PublicKey,
+    model_identity: Any,
+    now: datetime,
+    approver_pubs: Sequence[Ed25519PublicKey] = (),
+    *,
+    expected_deployment: SignedDeployment | None = None,
+) -> LoadedWatchlist:
+    """Verify and decrypt ``package`` for this device; raise a specific WatchlistRefused (or
+    DeploymentRefused) subclass otherwise. ``expected_deployment``, when the deployment record is
+    also pushed as its own file, must be the very record the package is bound to."""
+    data = _read(package)
+    check_magic_and_version(data)
+    signed, signature = split_signature(data)
+    try:
+        authority_pub.verify(signature, signed_message(signed))
+    except InvalidSignature:
+        raise PackageTampered(
+            "watchlist package signature is not valid for the pinned authority key (altered, or not issued by the authority)",
+            "do not use it; obtain the package again from the authority",
+        ) from None
+    container = decode_container(data)
+    header = container.header
+    try:
+        if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+            raise ValueError("format/version fields disagree with the container")
+        if header.get("dim") != EMBEDDING_DIM or header.get("dtype") != "float32" or header.get("cipher") != "AES-256-GCM":
+            raise ValueError("dim/dtype/cipher are not those of format v1")
+        expires = parse_utc(header["expires"], "expires")
+        not_before = parse_utc(header["not_before"], "not_before")
+        template_count, dim, entry_count = int(header["template_count"]), int(header["dim"]), int(header["entry_count"])
+        signed_deployment = SignedDeployment.from_json(header["deployment"])
+        package_model = {str(k): str(v) for k, v in dict(header["model"]).items()}
+    except (KeyError, TypeError, ValueError, CanonicalJsonError, SecurityError) as exc:
+        raise PackageTampered(f"watchlist header is invalid ({exc})", "ask the authority to rebuild the package") from None
+
+    device_model = _model_dict(model_identity)
+    if package_model != device_model:
+        differing = sorted(k for k in set(package_model) | set(device_model) if package_model.get(k) != device_model.get(k))
+        raise ModelMismatch(
+            f"watchlist templates were made with different models ({', '.join(differing)} differ from this device's)",
+            "rebuild the watchlist with the models this device runs, or install the matching models",
+        )
+    if now >= expires:
+        raise WatchlistExpired(f"watchlist expired at {expires.isoformat()} (now {now.isoformat()})", "it must be destroyed; a new deployment needs a new watchlist")
+    if now < not_before:
+        raise WatchlistNotYetValid(f"watchlist is valid from {not_before.isoformat()} (now {now.isoformat()})", "wait for the deployment start, or check the device clock")
+    if expected_deployment is not None and expected_deployment.record_bytes != signed_deployment.record_bytes:
+        raise DeploymentMismatch(
+            "the watchlist is bound to a different deployment record than the one configured",
+            "push the deployment record and the watchlist built for it together",
+        )
+    record = authorise(signed_deployment, authority_pub, device_keys.device_id, now, approver_pubs)
+    if record.deployment_id != header.get("deployment_id") or expires > record.end or not_before != record.start:
+        raise PackageTampered("watchlist header disagrees with its deployment record", "ask the authority to rebuild the package")
+
+    sealed = container.seals.get(device_keys.device_id)
+    if sealed is None:
+        raise WrongDevice(
+            f"watchlist was not issued to device {device_keys.device_id!r} (issued to: {', '.join(sorted(container.seals)) or 'nobody'})",
+            "ask the authority to build a package for this device",
+        )
+    try:
+        content_key = open_sealed(sealed, device_keys.sealing_key, SEAL_CONTEXT, seal_aad(container.prefix, device_keys.device_id))
+    except SecurityError:
+        raise WrongDevice(
+            f"watchlist seal for {device_keys.device_id!r} does not open with this device's key",
+            "the registry holds a different key for this device id; re-register the device or rebuild the package",
+        ) from None
+    nonce, ciphertext = container.payload[:NONCE_LEN], container.payload[NONCE_LEN:]
+    try:
+        plaintext = AESGCM(content_key).decrypt(nonce, ciphertext, container.prefix)
+    except (InvalidTag, ValueError):
+        raise PackageTampered("watchlist payload does not decrypt (altered)", "obtain the package again from the authority") from None
+    entries_json, templates = decode_plaintext(plaintext, template_count, dim)
+    try:
+        entries = tuple(WatchlistEntry.from_json(e) for e in entries_json)
+    except ConfigError as exc:
+        raise PackageTampered(f"watchlist entry is invalid ({exc.message})", "ask the authority to rebuild the package") from None
+    if len(entries) != entry_count or sum(e.templates for e in entries) != template_count:
+        raise PackageTampered("watchlist entry counts disagree with the header", "ask the authority to rebuild the package")
+    refs = [e.subject_ref for e in entries for _ in range(e.templates)]
+    return LoadedWatchlist(
+        gallery=Gallery(templates, refs),
+        entries=entries,
+        deployment=record,
+        expires_at=expires,
+        not_before=not_before,
+        version=FORMAT_VERSION,
+        package_id=str(header.get("package_id", "")),
+        model=package_model,
+        device_id=device_keys.device_id,
+    )
+
+
+def _read(package: bytes | Path | str) -> bytes:
+    if isinstance(package, (bytes, bytearray, memoryview)):
+        return bytes(package)
+    path = Path(package)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"watchlist package {path} not found", "check the path") from None

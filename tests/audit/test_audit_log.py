@@ -1,0 +1,247 @@
+"""Audit log: chained, checkpoint-signed, fsync'd; every edit, drop, reorder or forgery is named."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_agent.audit import AuditError, AuditLog, BiometricDataRefused, verify_audit_log
+from edge_agent.audit.log import record_body, record_hash
+from edge_agent.crypto.canonical import canonical_json
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def key():
+    return Ed25519PrivateKey.generate()
+
+
+def write_log(path, key, n=12, every=5):
+    with AuditLog.open(path, key, "device:cam-01", checkpoint_every=every) as log:
+        for i in range(n):
+            log.append("alert_raised", {"subject_ref": f"S{i}", "score": 0.71, "threshold": 0.6}, now=T0 + timedelta(seconds=i))
+    return path.read_text().splitlines()
+
+
+def test_chain_and_checkpoints(tmp_path, key):
+    lines = write_log(tmp_path / "audit.jsonl", key, n=12, every=5)
+    docs = [json.loads(l) for l in lines]
+    assert [d["seq"] for d in docs] == list(range(len(docs)))
+    # after seq 4, after seq 9, and at close() so the last records are signed too
+    assert [i for i, d in enumerate(docs) if d["kind"] == "checkpoint"] == [5, 10, 14]
+    assert docs[0]["prev"] == "0" * 64
+    for a, b in zip(docs, docs[1:], strict=False):
+        assert b["prev"] == a["hash"]
+    result = verify_audit_log(tmp_path / "audit.jsonl", key.public_key(), checkpoint_every=5)
+    assert result.ok and result.records == 15 and result.checkpoints == 3 and result.unsigned_tail == 0
+    assert stat.S_IMODE((tmp_path / "audit.jsonl").stat().st_mode) == 0o600
+
+
+def test_record_fields_pinned(tmp_path, key):
+    lines = write_log(tmp_path / "a.jsonl", key, n=1)
+    doc = json.loads(lines[0])
+    assert set(doc) == {"v", "seq", "time", "actor", "kind", "details", "prev", "hash"}
+    assert doc["time"] == "2026-11-22T08:00:00Z" and doc["actor"] == "device:cam-01"
+    body = {k: doc[k] for k in doc if k != "hash"}
+    assert doc["hash"] == record_hash(body)
+    assert lines[0].encode() == canonical_json(doc)
+
+
+def _rewrite(path, lines):
+    path.write_text("".join(l + "\n" for l in lines))
+
+
+def test_edit_detected(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    lines = write_log(path, key)
+    lines[2] = lines[2].replace('"S2"', '"S9"')
+    _rewrite(path, lines)
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_line == 3 and r.first_bad_seq == 2 and "edited" in r.reason
+
+
+def test_edit_with_recomputed_hash_detected(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    lines = write_log(path, key)
+    doc = json.loads(lines[2])
+    doc["details"]["subject_ref"] = "S9"
+    doc["hash"] = record_hash({k: doc[k] for k in doc if k != "hash"})
+    lines[2] = canonical_json(doc).decode()
+    _rewrite(path, lines)
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_line == 4 and "prev hash" in r.reason
+
+
+def test_drop_detected(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    lines = write_log(path, key)
+    del lines[3]
+    _rewrite(path, lines)
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_line == 4 and "dropped" in r.reason
+
+
+def test_reorder_detected(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    lines = write_log(path, key)
+    lines[1], lines[2] = lines[2], lines[1]
+    _rewrite(path, lines)
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_line == 2 and "reordered" in r.reason
+
+
+def test_rebuilt_chain_without_device_key_detected(tmp_path, key):
+    """A forger rewrites a record and recomputes every later hash; the signed checkpoint exposes it."""
+    path = tmp_path / "a.jsonl"
+    lines = write_log(path, key)
+    docs = [json.loads(l) for l in lines]
+    docs[1]["details"]["subject_ref"] = "FORGED"
+    prev = "0" * 64
+    for d in docs:
+        d["prev"] = prev
+        d["hash"] = record_hash(record_body(d["seq"], d["time"], d["actor"], d["kind"], d["details"], d["prev"]))
+        prev = d["hash"]
+    _rewrite(path, [canonical_json(d).decode() for d in docs])
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_seq == 5 and "checkpoint signature" in r.reason
+    # ... and stripping the checkpoints instead is caught by the checkpoint interval
+    docs = [d for d in docs if d["kind"] != "checkpoint"]
+    prev = "0" * 64
+    for i, d in enumerate(docs):
+        d["seq"], d["prev"] = i, prev
+        d["hash"] = record_hash(record_body(d["seq"], d["time"], d["actor"], d["kind"], d["details"], d["prev"]))
+        prev = d["hash"]
+    _rewrite(path, [canonical_json(d).decode() for d in docs])
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_seq == 5 and "without a signed checkpoint" in r.reason
+
+
+def test_unsigned_tail_reported(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    log = AuditLog.open(path, key, "device:cam-01", checkpoint_every=5)
+    for i in range(7):
+        log.append("alert_raised", {"i": i}, now=T0)
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert r.ok and r.checkpoints == 1 and r.unsigned_tail == 2 and "not yet signed" in r.summary()
+    log.close(now=T0)
+    assert verify_audit_log(path, key.public_key(), 5).unsigned_tail == 0
+
+
+def test_wrong_key_fails_checkpoint(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    write_log(path, key)
+    r = verify_audit_log(path, Ed25519PrivateKey.generate().public_key(), 5)
+    assert not r.ok and r.first_bad_seq == 5
+
+
+def test_reopen_continues_chain_and_two_writers_share_it(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    write_log(path, key, n=3)
+    a = AuditLog.open(path, key, "device:cam-01", 5)
+    b = AuditLog.open(path, key, "operator:pc1234", 5)
+    a.append("config_changed", {"field": "threshold"}, now=T0)
+    b.append("watchlist_wiped", {"reason": "operator"}, now=T0)
+    a.append("alert_raised", {"subject_ref": "S1"}, now=T0)
+    assert b.checkpoint(now=T0) is not None
+    a.close(), b.close()
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert r.ok and r.unsigned_tail == 0
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"embedding": [0.1, 0.2]},
+        {"probe": "x"},
+        {"scores": [0.1] * 128},
+        {"blob": b"\x00" * 10},
+        {"vec": np.zeros(128, np.float32)},
+        {"score": np.float32(0.7)},
+        {"crop_b64": "A" * 5000},
+        {"nested": {"list": [{"template": [1.0]}]}},
+    ],
+)
+def test_biometric_details_refused(tmp_path, key, details):
+    with AuditLog.open(tmp_path / "a.jsonl", key, "device:cam-01") as log:
+        with pytest.raises(BiometricDataRefused, match="audit"):
+            log.append("alert_raised", details, now=T0)
+    assert (tmp_path / "a.jsonl").read_text() == ""
+
+
+def test_bad_kind_and_actor_refused(tmp_path, key):
+    with AuditLog.open(tmp_path / "a.jsonl", key, "device:cam-01") as log:
+        with pytest.raises(AuditError, match="kind"):
+            log.append("checkpoint", {}, now=T0)
+        with pytest.raises(AuditError, match="actor"):
+            log.append("alert_raised", {}, actor="bad actor", now=T0)
+
+
+def test_torn_tail_refused_on_open_and_named_by_verify(tmp_path, key):
+    path = tmp_path / "a.jsonl"
+    write_log(path, key, n=3)
+    with open(path, "ab") as fh:
+        fh.write(b'{"v":1,"seq":3')
+    with pytest.raises(AuditError, match="torn"):
+        AuditLog.open(path, key, "device:cam-01")
+    r = verify_audit_log(path, key.public_key())
+    assert not r.ok and r.first_bad_line == 5 and "torn" in r.reason and r.records == 4
+
+
+def test_no_signing_key_means_no_checkpoints(tmp_path):
+    path = tmp_path / "a.jsonl"
+    with AuditLog.open(path, None, "authority:central", checkpoint_every=2) as log:
+        for i in range(5):
+            log.append("config_changed", {"i": i}, now=T0)
+        assert log.checkpoint() is None
+    assert all(json.loads(l)["kind"] != "checkpoint" for l in path.read_text().splitlines())
+
+
+def test_doc_lists_record_fields_and_kinds():
+    import re
+    from pathlib import Path
+
+    from edge_agent.audit.log import KINDS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats" / "audit.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.M))
+    assert documented == {"v", "seq", "time", "actor", "kind", "details", "prev", "hash", "signature"}
+    for kind in KINDS:
+        assert f"`{kind}`" in text
+
+
+def test_concurrent_threads_and_processes_keep_one_chain(tmp_path, key):
+    import multiprocessing
+    import threading
+
+    path = tmp_path / "a.jsonl"
+    log = AuditLog.open(path, key, "device:cam-01", checkpoint_every=7)
+
+    def burst(tag):
+        for i in range(25):
+            log.append("alert_raised", {"who": tag, "i": i}, now=T0)
+
+    threads = [threading.Thread(target=burst, args=(f"t{n}",)) for n in range(4)]
+    proc = multiprocessing.get_context("fork").Process(target=_child_appends, args=(str(path), key))
+    proc.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    proc.join()
+    assert proc.exitcode == 0
+    log.close(now=T0)
+    r = verify_audit_log(path, key.public_key(), 7)
+    assert r.ok, r.summary()
+    assert r.records - r.checkpoints == 125
+
+
+def _child_appends(path, key):
+    with AuditLog.open(path, key, "operator:other", checkpoint_every=7) as other:
+        for i in range(25):
+            other.append("config_changed", {"i": i}, now=T0)

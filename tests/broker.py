@@ -1,0 +1,216 @@
+"""A real Mosquitto broker for tests: TLS with a test CA, client certificates required, per-device ACL.
+
+``MosquittoBroker`` starts ``/usr/sbin/mosquitto -c <conf>`` on a free loopback port with
+``require_certificate true`` and ``use_identity_as_username true`` (the certificate CN is the MQTT
+user), an ACL that lets each device write only ``lfr/v1/<its id>/#`` and the control room read
+``lfr/v1/#``, and ``persistence true`` so a restart keeps queued QoS 1 messages of persistent
+sessions. ``messaging_env`` provisions the PKI (edge_agent.fleet.pki), device and control-room
+keys and a device registry; ``mosquitto`` is the session-wide pytest fixture.
+
+Self-contained on purpose: it can move to tests/conftest.py unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+CONTROL_ROOM_USER = "control-room"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """TLS client credentials for one MQTT user (device id or the control room)."""
+
+    name: str
+    cert: Path
+    key: Path
+
+
+@dataclass
+class MessagingEnv:
+    """Everything a messaging test needs: CA, certificates, keys and the device registry."""
+
+    root: Path
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    registry_path: Path
+    control_room_dir: Path
+    devices: dict[str, Path] = field(default_factory=dict)  # device id -> key directory
+    clients: dict[str, ClientIdentity] = field(default_factory=dict)  # MQTT user -> TLS identity
+
+    @property
+    def control_room_key(self) -> Path:
+        return self.control_room_dir / "control_room_x25519.key"
+
+    @property
+    def control_room_pub(self) -> Path:
+        return self.control_room_dir / "control_room_x25519.pub"
+
+
+def _pki_paths(issued: object) -> tuple[Path, Path]:
+    """(certificate, private key) paths of an edge_agent.fleet.pki CA or IssuedCert."""
+    return Path(issued.cert_path), Path(issued.key_path)  # type: ignore[attr-defined]
+
+
+def make_messaging_env(root: Path, device_ids: tuple[str, ...] = ("cam-01", "cam-02")) -> MessagingEnv:
+    """Provision a CA, a server cert for 127.0.0.1/localhost, client certs (CN = device id /
+    control-room), device Ed25519/X25519 keys, the control-room X25519 key and a registry."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from edge_agent.crypto.keyfiles import write_private_key, write_public_key
+    from edge_agent.fleet import pki
+    from edge_agent.identity.registry import DeviceRegistry
+
+    root.mkdir(parents=True, exist_ok=True)
+    ca = pki.create_ca(root / "ca", "edge-agent test CA")
+    server = pki.issue_server_cert(ca, root / "server", ["localhost"], ["127.0.0.1"])
+    server_cert, server_key = _pki_paths(server)
+    ca_cert, _ = _pki_paths(ca)
+
+    control_room_dir = root / "control-room"
+    cr_key = X25519PrivateKey.generate()
+    write_private_key(control_room_dir / "control_room_x25519.key", cr_key)
+    write_public_key(control_room_dir / "control_room_x25519.pub", cr_key.public_key())
+
+    registry = DeviceRegistry()
+    env = MessagingEnv(root, ca_cert, server_cert, server_key, root / "registry.json", control_room_dir)
+    now = datetime.now(timezone.utc)
+    for device_id in device_ids:
+        ddir = root / "devices" / device_id
+        sign, seal = Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+        write_private_key(ddir / "device_ed25519.key", sign)
+        write_public_key(ddir / "device_ed25519.pub", sign.public_key())
+        write_private_key(ddir / "device_x25519.key", seal)
+        write_public_key(ddir / "device_x25519.pub", seal.public_key())
+        (ddir / "device_id").write_text(device_id + "\n")
+        registry.add(device_id, sign.public_key(), seal.public_key(), now)
+        env.devices[device_id] = ddir
+        cert, key = _pki_paths(pki.issue_client_cert(ca, root / "clients" / device_id, device_id))
+        env.clients[device_id] = ClientIdentity(device_id, cert, key)
+    registry.save(env.registry_path)
+    cert, key = _pki_paths(pki.issue_client_cert(ca, root / "clients" / CONTROL_ROOM_USER, CONTROL_ROOM_USER))
+    env.clients[CONTROL_ROOM_USER] = ClientIdentity(CONTROL_ROOM_USER, cert, key)
+    return env
+
+
+class MosquittoBroker:
+    """One Mosquitto process; ``stop()``/``start()`` keep the port and the persistence dir."""
+
+    def __init__(self, env: MessagingEnv, workdir: Path, port: int | None = None) -> None:
+        self.env = env
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "data").mkdir(exist_ok=True)
+        self.acl = self.workdir / "acl"
+        self.acl.write_text(
+            "# devices: only their own topics\n"
+            "pattern write lfr/v1/%u/#\n"
+            f"user {CONTROL_ROOM_USER}\n"
+            "topic read lfr/v1/#\n"
+        )
+        self.conf = self.workdir / "mosquitto.conf"
+        self.log = self.workdir / "mosquitto.log"
+        self.conf.write_text(
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"  # do not drop to 'mosquitto' (it could not read tmp files)
+            "per_listener_settings false\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir / 'data'}/\n"
+            "autosave_interval 1\n"
+            f"log_dest file {self.log}\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            "connection_messages true\n"
+            "allow_anonymous false\n"
+            f"acl_file {self.acl}\n"
+            "max_queued_messages 100000\n"
+            "set_tcp_nodelay true\n"
+            f"listener {self.port} 127.0.0.1\n"
+            f"cafile {env.ca_cert}\n"
+            f"certfile {env.server_cert}\n"
+            f"keyfile {env.server_key}\n"
+            "require_certificate true\n"
+            "use_identity_as_username true\n"
+            "tls_version tlsv1.2\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> "MosquittoBroker":
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        if not Path(MOSQUITTO).exists():
+            pytest.skip(f"{MOSQUITTO} not installed (Debian package mosquitto)")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace') if self.proc.stderr else ''}\n{self.log_text()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log_text()}")
+
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (Mosquitto saves its persistence file) or SIGKILL."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def broker_config(self, user: str):
+        """An edge_agent BrokerConfig for a client authenticating as ``user``."""
+        from edge_agent.events.mqtt_connection import BrokerConfig
+
+        ident = self.env.clients[user]
+        return BrokerConfig.from_url(self.url, self.env.ca_cert, ident.cert, ident.key, keepalive_s=5)
+
+
+@pytest.fixture(scope="session")
+def messaging_env(tmp_path_factory: pytest.TempPathFactory) -> MessagingEnv:
+    return make_messaging_env(tmp_path_factory.mktemp("messaging"), ("cam-01", "cam-02", "cam-03"))
+
+
+@pytest.fixture(scope="session")
+def mosquitto(messaging_env: MessagingEnv, tmp_path_factory: pytest.TempPathFactory):
+    """A session-wide broker. Tests that stop/restart it must leave it running."""
+    broker = MosquittoBroker(messaging_env, tmp_path_factory.mktemp("mosquitto")).start()
+    yield broker
+    broker.stop()
+    shutil.rmtree(broker.workdir / "data", ignore_errors=True)

@@ -1,0 +1,175 @@
+"""Control-room intake: what is accepted, what is refused and why, adjudication, holds and retention."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.control_room.adjudication import Adjudication, adjudicate, apply_retention, place_hold
+from edge_agent.control_room.intake import AlertIntake
+from edge_agent.control_room.store import AlertStore, StoreError
+from edge_agent.errors import ConfigError
+from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
+from edge_agent.events.schema import Candidate
+from edge_agent.events.signing import encode_event, sign_event
+from edge_agent.identity.registry import DeviceRegistry
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt", "embedder_sha256": "e" * 64}
+JPEG = b"\xff\xd8" + b"face" * 20 + b"\xff\xd9"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class AuditRecorder:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict]] = []
+
+    def append(self, kind: str, details: dict) -> None:
+        self.records.append((kind, details))
+
+
+@pytest.fixture
+def world(tmp_path):
+    keys = {d: Ed25519PrivateKey.generate() for d in ("cam-01", "cam-02")}
+    registry = DeviceRegistry()
+    for d, k in keys.items():
+        registry.add(d, k.public_key(), X25519PrivateKey.generate().public_key(), T0)
+    cr = X25519PrivateKey.generate()
+    store = AlertStore(tmp_path / "alerts.db")
+    clock = Clock(T0)
+    intake = AlertIntake(registry, cr, store, clock=clock)
+    builders = {d: EventBuilder(DeviceContext(d, "dep-1", "wl-1", MODEL), k, cr.public_key()) for d, k in keys.items()}
+    yield dataclasses.make_dataclass("World", ["intake", "store", "clock", "builders", "keys", "cr"])(intake, store, clock, builders, keys, cr)
+    store.close()
+
+
+def event(world, device="cam-01", seq=1, captured=T0, **kw):
+    d = MatchDecision("subj-1", "suspect", 0.8, 0.64, (Candidate("subj-1", 0.8),), (1, 2, 30, 40))
+    return world.builders[device].build(d, JPEG, captured, seq, **kw)
+
+
+def topic(device="cam-01"):
+    return f"lfr/v1/{device}/alert"
+
+
+def test_a_genuine_alert_is_stored_pending_review(world):
+    ev = event(world)
+    verdict = world.intake.receive(topic(), encode_event(ev))
+    assert verdict.accepted and verdict.event_id == ev.event_id
+    stored = world.store.alert(ev.event_id)
+    assert stored.status == "pending_review" and stored.device_id == "cam-01" and stored.seq == 1
+    assert world.store.payload(ev.event_id) == encode_event(ev)
+    assert world.store.rejections() == []
+
+
+def _reasons(world):
+    return [r.reason for r in world.store.rejections()]
+
+
+def test_duplicates_and_replays_are_refused_and_logged(world):
+    ev = event(world)
+    payload = encode_event(ev)
+    assert world.intake.receive(topic(), payload).accepted
+    assert world.intake.receive(topic(), payload).reason == "duplicate_event"
+    again = event(world, seq=1)  # same device, same seq, new event id
+    assert world.intake.receive(topic(), encode_event(again)).reason == "seq_reused"
+    assert _reasons(world) == ["duplicate_event", "seq_reused"]
+    assert len(world.store.alerts()) == 1
+
+
+def test_forged_and_malformed_messages_are_refused_with_reasons(world):
+    ev = event(world)
+    forged = sign_event(dataclasses.replace(event(world, seq=2), signature=""), Ed25519PrivateKey.generate())
+    other_device = event(world, device="cam-02", seq=3)
+    unknown = EventBuilder(DeviceContext("cam-99", "dep-1", "wl-1", MODEL), Ed25519PrivateKey.generate(), world.cr.public_key())
+    d = MatchDecision("subj-1", "suspect", 0.8, 0.64, (Candidate("subj-1", 0.8),), (1, 2, 30, 40))
+    unknown_ev = unknown.build(d, JPEG, T0, 1)
+    wrong_cr = EventBuilder(DeviceContext("cam-01", "dep-1", "wl-1", MODEL), world.keys["cam-01"], X25519PrivateKey.generate().public_key()).build(d, JPEG, T0, 9)
+    tampered = json.loads(encode_event(event(world, seq=4)))
+    tampered["deployment_id"] = "dep-2"
+    unsigned = event(world, seq=5).unsigned_dict()
+    cases = [
+        ("lfr/v1/cam-01/status", encode_event(ev), "malformed_topic"),
+        (topic(), b"{", "malformed_payload"),
+        (topic(), json.dumps(unsigned).encode(), "unsigned"),
+        (topic(), json.dumps({**unsigned, "signature": ""}).encode(), "unsigned"),
+        (topic(), json.dumps({"schema": "lfr.alert/1", "signature": "x"}).encode(), "schema_invalid"),
+        (topic(), encode_event(other_device), "topic_device_mismatch"),
+        (topic("cam-99"), encode_event(unknown_ev), "unknown_device"),
+        (topic(), encode_event(forged), "bad_signature"),
+        (topic(), json.dumps(tampered).encode(), "bad_signature"),
+        (topic(), encode_event(wrong_cr), "crop_unreadable"),
+    ]
+    for t, payload, reason in cases:
+        verdict = world.intake.receive(t, payload)
+        assert (verdict.accepted, verdict.reason) == (False, reason), t
+    assert _reasons(world) == [c[2] for c in cases]
+    assert world.store.alerts() == []
+    # Rejections keep a hash, never the payload.
+    with world.store._lock:
+        columns = [r[1] for r in world.store._db.execute("PRAGMA table_info(rejections)")]
+    assert "payload" not in columns and "payload_sha256" in columns
+
+
+def test_out_of_window_events_are_refused(world):
+    old = event(world, seq=1, captured=T0 - timedelta(days=32))
+    future = event(world, seq=2, captured=T0 + timedelta(minutes=6))
+    late_but_ok = event(world, seq=3, captured=T0 - timedelta(days=2))  # store-and-forward after an outage
+    assert world.intake.receive(topic(), encode_event(old)).reason == "out_of_window"
+    assert world.intake.receive(topic(), encode_event(future)).reason == "out_of_window"
+    assert world.intake.receive(topic(), encode_event(late_but_ok)).accepted
+
+
+def test_adjudication_is_required_final_and_audited(world):
+    ev = event(world)
+    world.intake.receive(topic(), encode_event(ev))
+    audit = AuditRecorder()
+    with pytest.raises(ConfigError, match="reason"):
+        Adjudication(ev.event_id, "confirmed", "PC1234", "  ", True, T0)
+    with pytest.raises(ConfigError, match="decision"):
+        Adjudication(ev.event_id, "maybe", "PC1234", "x", True, T0)
+    adjudicate(world.store, Adjudication(ev.event_id, "rejected", "PC1234", "different person: ear shape", False, T0), audit)
+    assert world.store.alert(ev.event_id).status == "rejected"
+    assert world.store.adjudications(ev.event_id) == [
+        {"decision": "rejected", "reviewer": "PC1234", "reason": "different person: ear shape", "engaged": False, "at": "2026-11-22T08:00:00.000Z"}
+    ]
+    assert audit.records == [("adjudication_received", {"event_id": ev.event_id, "decision": "rejected", "reviewer": "PC1234", "reason": "different person: ear shape", "engaged": False})]
+    with pytest.raises(StoreError, match="already adjudicated"):
+        adjudicate(world.store, Adjudication(ev.event_id, "confirmed", "PC9", "changed my mind", True, T0))
+    with pytest.raises(StoreError, match="no alert"):
+        adjudicate(world.store, Adjudication(str(uuid.uuid4()), "confirmed", "PC9", "x", None, T0))
+
+
+def test_retention_deletes_unless_held_and_replays_stay_refused(world):
+    a, b, c = (event(world, seq=i, captured=T0 + timedelta(hours=i)) for i in (1, 2, 3))
+    world.clock.now = T0 + timedelta(hours=3)
+    for ev in (a, b, c):
+        assert world.intake.receive(topic(), encode_event(ev)).accepted
+    place_hold(world.store, b.event_id, "evidence in case 23/1234", "DI Smith", T0)
+    with pytest.raises(ConfigError, match="reason"):
+        place_hold(world.store, c.event_id, " ", "DI Smith", T0)
+    audit = AuditRecorder()
+    now = T0 + timedelta(days=1, hours=2, minutes=30)
+    deleted = apply_retention(world.store, now, timedelta(days=1), timedelta(days=31), audit)
+    assert deleted == [a.event_id]
+    assert [x.event_id for x in world.store.alerts()] == [b.event_id, c.event_id]
+    assert world.store.alert(b.event_id).hold_reason == "evidence in case 23/1234"
+    assert audit.records[0][0] == "alerts_deleted_retention" and audit.records[0][1]["count"] == 1
+    # The deleted alert's replay memory outlives it: a replay is still refused.
+    world.clock.now = now
+    assert world.intake.receive(topic(), encode_event(a)).reason == "duplicate_event"
+    with pytest.raises(ConfigError, match="31 days"):
+        apply_retention(world.store, now, timedelta(days=40), timedelta(days=31))

@@ -1,0 +1,194 @@
+"""Deployment records: signed by the authority, refused when expired, early, for another device,
+or lowering the threshold without a pinned approver's signature."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_agent.deployment import policy
+from edge_agent.deployment.policy import (
+    CALIBRATED_DEFAULT_THRESHOLD,
+    DeploymentExpired,
+    DeploymentNotStarted,
+    DeviceNotInDeployment,
+    ThresholdApprovalMissing,
+    authorise,
+)
+from edge_agent.deployment.record import RECORD_FIELDS, DeploymentRecord, SignedDeployment, default_silent
+from edge_agent.errors import ConfigError, SecurityError
+
+START = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+END = START + timedelta(hours=8)
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats" / "deployment.md"
+
+
+def make_record(**changes) -> DeploymentRecord:
+    values = dict(
+        deployment_id="DEP-2026-0042",
+        authorising_officer="Supt A. Example (collar 1234)",
+        purpose="Locate people wanted on warrant at a city-centre event",
+        legal_basis="Common law policing powers; DPA 2018 s35",
+        location="Example Street, Croydon",
+        location_rationale="Crime hotspot; intelligence that listed subjects attend",
+        start=START,
+        end=END,
+        dpia_ref="DPIA-LFR-2026-07",
+        equality_impact_ref="EIA-LFR-2026-03",
+        mode="LFR",
+        platform="body_worn",
+        silent=True,
+        alert_threshold=0.6,
+        watchlist_cap=2000,
+        device_ids=("cam-01", "cam-02"),
+    )
+    values.update(changes)
+    return DeploymentRecord(**values)
+
+
+@pytest.fixture
+def authority():
+    return Ed25519PrivateKey.generate()
+
+
+def test_sign_verify_round_trip(authority):
+    record = make_record()
+    signed = SignedDeployment.sign(record, authority)
+    assert signed.verify(authority.public_key()) == record
+    again = SignedDeployment.from_bytes(signed.to_bytes())
+    assert again.verify(authority.public_key()) == record
+
+
+def test_edited_record_refused(authority):
+    signed = SignedDeployment.sign(make_record(), authority)
+    doc = json.loads(signed.record_bytes)
+    doc["alert_threshold"] = 0.3
+    from edge_agent.crypto.canonical import canonical_json
+
+    forged = dataclasses.replace(signed, record_bytes=canonical_json(doc))
+    with pytest.raises(SecurityError, match="signature is not valid"):
+        forged.verify(authority.public_key())
+
+
+def test_other_key_refused(authority):
+    signed = SignedDeployment.sign(make_record(), Ed25519PrivateKey.generate())
+    with pytest.raises(SecurityError, match="signature is not valid"):
+        signed.verify(authority.public_key())
+
+
+def test_time_window_and_device(authority):
+    signed = SignedDeployment.sign(make_record(), authority)
+    pub = authority.public_key()
+    assert authorise(signed, pub, "cam-01", START).deployment_id == "DEP-2026-0042"
+    with pytest.raises(DeploymentNotStarted, match="has not started"):
+        authorise(signed, pub, "cam-01", START - timedelta(seconds=1))
+    with pytest.raises(DeploymentExpired, match="ended at"):
+        authorise(signed, pub, "cam-01", END)
+    with pytest.raises(DeviceNotInDeployment, match="cam-09"):
+        authorise(signed, pub, "cam-09", START + timedelta(hours=1))
+    assert signed.is_active(START) and not signed.is_active(END)
+
+
+def test_lowered_threshold_needs_pinned_approver(authority):
+    low = CALIBRATED_DEFAULT_THRESHOLD - 0.05
+    signed = SignedDeployment.sign(make_record(alert_threshold=low), authority)
+    approver = Ed25519PrivateKey.generate()
+    now = START + timedelta(hours=1)
+    with pytest.raises(ThresholdApprovalMissing, match="below the calibrated default"):
+        authorise(signed, authority.public_key(), "cam-01", now, [approver.public_key()])
+    approved = signed.approve(approver)
+    assert authorise(approved, authority.public_key(), "cam-01", now, [approver.public_key()]).alert_threshold == low
+    # an approval by a key that is not pinned does not count
+    with pytest.raises(ThresholdApprovalMissing):
+        authorise(approved, authority.public_key(), "cam-01", now, [Ed25519PrivateKey.generate().public_key()])
+    # the authority cannot approve its own record
+    self_approved = signed.approve(authority)
+    with pytest.raises(ThresholdApprovalMissing):
+        authorise(self_approved, authority.public_key(), "cam-01", now, [authority.public_key()])
+    # an approval copied onto a different record does not verify
+    other = SignedDeployment.sign(make_record(alert_threshold=low, deployment_id="DEP-OTHER"), authority)
+    grafted = dataclasses.replace(other, approvals=approved.approvals)
+    with pytest.raises(ThresholdApprovalMissing):
+        authorise(grafted, authority.public_key(), "cam-01", now, [approver.public_key()])
+    # the approval survives a round trip through the file format
+    assert SignedDeployment.from_bytes(approved.to_bytes()).threshold_approved([approver.public_key()], authority.public_key())
+
+
+def test_raising_threshold_needs_no_approval(authority):
+    signed = SignedDeployment.sign(make_record(alert_threshold=0.64), authority)
+    assert authorise(signed, authority.public_key(), "cam-01", START).alert_threshold == 0.64
+
+
+def test_silent_default_for_body_worn_lfr():
+    assert default_silent("LFR", "body_worn") is True
+    assert default_silent("LFR", "fixed") is False
+    assert default_silent("OIFR", "body_worn") is False
+    doc = make_record().to_json()
+    del doc["silent"]
+    assert DeploymentRecord.from_json(doc, fill_defaults=True).silent is True
+    with pytest.raises(ConfigError, match="lacks silent"):
+        DeploymentRecord.from_json(doc)  # a signed record must state it explicitly
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"mode": "live"}, "mode"),
+        ({"end": START}, "not after its start"),
+        ({"start": START.replace(tzinfo=None)}, "timezone-aware"),
+        ({"dpia_ref": " "}, "dpia_ref is empty"),
+        ({"alert_threshold": 1.5}, "alert_threshold"),
+        ({"watchlist_cap": 0}, "watchlist_cap"),
+        ({"device_ids": ()}, "names no device"),
+        ({"device_ids": ("a/b",)}, "invalid device id"),
+    ],
+)
+def test_invalid_records_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        make_record(**changes)
+
+
+def test_unknown_fields_refused():
+    doc = make_record().to_json()
+    doc["threshold"] = 0.1
+    with pytest.raises(ConfigError, match="unknown fields threshold"):
+        DeploymentRecord.from_json(doc)
+
+
+def test_golden_canonical_bytes():
+    """Pins the record encoding: any change to field names, order or time format breaks old signatures."""
+    expected = (
+        '{"alert_threshold":0.6,"authorising_officer":"Supt A. Example (collar 1234)","deployment_id":"DEP-2026-0042",'
+        '"device_ids":["cam-01","cam-02"],"dpia_ref":"DPIA-LFR-2026-07","end":"2026-11-22T16:00:00Z",'
+        '"equality_impact_ref":"EIA-LFR-2026-03","format":"edge-agent-deployment","legal_basis":"Common law policing powers; DPA 2018 s35",'
+        '"location":"Example Street, Croydon","location_rationale":"Crime hotspot; intelligence that listed subjects attend",'
+        '"mode":"LFR","platform":"body_worn","purpose":"Locate people wanted on warrant at a city-centre event",'
+        '"silent":true,"start":"2026-11-22T08:00:00Z","version":1,"watchlist_cap":2000}'
+    )
+    assert make_record().canonical_bytes() == expected.encode()
+
+
+def test_doc_lists_every_field():
+    text = DOCS.read_text()
+    documented = re.findall(r"^\| `([a-z_0-9]+)` \|", text, flags=re.M)
+    assert set(RECORD_FIELDS) | {"format", "version"} <= set(documented)
+    assert "0.50" in text and "CALIBRATED_DEFAULT_THRESHOLD" in text
+    assert policy.CALIBRATED_DEFAULT_THRESHOLD == 0.50
+
+
+def test_signed_but_invalid_record_is_a_security_refusal(authority):
+    from edge_agent.crypto.canonical import canonical_json
+    from edge_agent.deployment.record import AUTHORITY_DOMAIN
+
+    doc = make_record().to_json()
+    doc["mode"] = "everything"
+    data = canonical_json(doc)
+    signed = SignedDeployment(data, authority.sign(AUTHORITY_DOMAIN + data))
+    with pytest.raises(SecurityError, match="invalid.*mode"):
+        signed.verify(authority.public_key())

@@ -1,0 +1,149 @@
+"""Deployment report from a real signed audit log and a real control-room store, after retention ran."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.audit.log import AuditLog
+from edge_agent.cli.main import main
+from edge_agent.control_room.adjudication import Adjudication, adjudicate, apply_retention, place_hold
+from edge_agent.control_room.store import AlertStore
+from edge_agent.crypto.keyfiles import write_public_key
+from edge_agent.crypto.sealing import seal
+from edge_agent.evaluation.deployment_report import DeploymentReportError, build_report, read_audit, render_html
+from edge_agent.events.schema import AlertEvent, Candidate
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+MODEL = {"detector_sha256": "d" * 64, "aligner": "arcface5/v1", "embedder_sha256": "e" * 64}
+REPO = Path(__file__).resolve().parents[2]
+# The crop stays sealed to the control room; its content does not matter to the report.
+SEALED_CROP = base64.b64encode(seal(b"\xff\xd8 not really a jpeg", X25519PrivateKey.generate().public_key(), b"test crop")).decode()
+
+
+def _event(deployment: str, seq: int, captured: datetime, score: float = 0.7) -> AlertEvent:
+    return AlertEvent(str(uuid.uuid4()), "cam-01", deployment, "wl-1", seq, captured, f"subj-{seq}", "wanted_by_court",
+                      score, 0.6, MODEL, (10, 10, 90, 90), (Candidate(f"subj-{seq}", score),),
+                      SEALED_CROP)
+
+
+def _raise(audit: AuditLog, event: AlertEvent) -> None:
+    audit.append("alert_raised", {"event_id": event.event_id, "seq": event.seq, "deployment_id": event.deployment_id,
+                                  "watchlist_version": event.watchlist_version, "subject_ref": event.subject_ref,
+                                  "category": event.category, "score": event.score, "threshold": event.threshold,
+                                  "captured_at": event.captured_at_text}, now=event.captured_at)
+
+
+@pytest.fixture()
+def deployment(tmp_path):
+    key = Ed25519PrivateKey.generate()
+    write_public_key(tmp_path / "device.pub", key.public_key())
+    device_log = tmp_path / "device-audit.jsonl"
+    room_log = tmp_path / "room-audit.jsonl"
+    db = tmp_path / "alerts.sqlite"
+    old = NOW - timedelta(days=3)
+    recent = NOW - timedelta(hours=2)
+    events = [_event("dep-1", 1, old), _event("dep-1", 2, recent), _event("dep-1", 3, recent), _event("dep-1", 4, recent),
+              _event("dep-2", 5, recent)]
+    with AuditLog.open(device_log, key, "device:cam-01", checkpoint_every=5) as dev:
+        for e in events:
+            _raise(dev, e)
+        # periodic counts (what the agent should write) win over its session summary: 3000 + 3000
+        dev.append("faces_processed", {"deployment_id": "dep-1", "faces": 3000, "faces_searched": 2900, "faces_rejected_quality": 100, "frames_processed": 9000}, now=recent)
+        dev.append("faces_processed", {"deployment_id": "dep-1", "faces": 3000, "faces_searched": 2800, "faces_rejected_quality": 200, "frames_processed": 9000}, now=recent)
+        dev.append("session_summary", {"deployment_id": "dep-1", "faces": 6000, "faces_searched": 5700, "faces_rejected_quality": 300, "frames_processed": 18000}, now=recent)
+        dev.append("session_summary", {"deployment_id": "dep-2", "faces": 999, "frames_processed": 1}, now=recent)
+        dev.append("watchlist_wiped", {"reason": "deployment ended", "deployment_id": "dep-1", "package_id": "p1"}, now=NOW)
+    # a second device that only writes session summaries
+    with AuditLog.open(tmp_path / "cam2.jsonl", None, "device:cam-02") as cam2:
+        cam2.append("session_summary", {"deployment_id": "dep-1", "faces": 4000, "faces_searched": 3900, "faces_rejected_quality": 100, "frames_processed": 12000}, now=recent)
+    with AuditLog.open(room_log, None, "control-room") as room, AlertStore(db) as store:
+        for e in events[:3] + events[4:]:  # event 4 never reached the control room
+            store.add_alert(e, b"payload", "c" * 64, e.captured_at + timedelta(seconds=2))
+        adjudicate(store, Adjudication(events[0].event_id, "confirmed", "PC1234", "matches custody image", True, old + timedelta(minutes=5)), room)
+        adjudicate(store, Adjudication(events[1].event_id, "rejected", "PC1234", "different person", False, recent + timedelta(minutes=5)), room)
+        place_hold(store, events[1].event_id, "complaint 23/1", "PS99", NOW, room)
+        deleted = apply_retention(store, NOW, timedelta(days=1), timedelta(days=1), room)
+        assert deleted == [events[0].event_id]  # the confirmed alert is gone from the store; only the audit log knows
+    return {"device_log": device_log, "room_log": room_log, "cam2": tmp_path / "cam2.jsonl", "db": db,
+            "pub": tmp_path / "device.pub", "key": key, "events": events}
+
+
+def test_report_counts_faces_alerts_adjudications_and_retention(deployment):
+    sources = [read_audit(deployment["device_log"], deployment["key"].public_key(), 5),
+               read_audit(deployment["cam2"]), read_audit(deployment["room_log"])]
+    r = build_report("dep-1", sources, deployment["db"], NOW)
+    assert r["faces"]["processed"] == 6000 + 4000 and r["faces"]["source"] == "faces_processed+session_summary"
+    assert r["faces"]["searched"] == 2900 + 2800 + 3900
+    assert r["alerts"]["raised"] == 4 and r["alerts"]["received"] == 3
+    assert r["alerts"]["never_received"] == [deployment["events"][3].event_id]
+    adj = r["adjudication"]
+    assert (adj["confirmed_true"], adj["confirmed_false"], adj["pending"], adj["engaged"], adj["not_engaged"]) == (1, 1, 1, 1, 1)
+    assert r["rates"]["false_alerts_per_face"]["events"] == 1 and r["rates"]["false_alerts_per_face"]["trials"] == 10_000
+    assert r["rates"]["false_alerts_per_alert"] == {"events": 1, "trials": 2, "rate": 0.5, "ci95": pytest.approx([0.0945312, 0.9054688], abs=1e-6)}
+    ret = r["retention"]
+    assert ret["alerts_deleted"] == 1 and ret["alerts_still_stored"] == 2
+    assert [h["event_id"] for h in ret["legal_holds"]] == [deployment["events"][1].event_id]
+    assert ret["held_now"] == [deployment["events"][1].event_id]
+    assert len(ret["watchlist_wiped"]) == 1
+    assert r["alerts"]["thresholds"] == [0.6]
+    assert sources[0].verified is True and sources[1].verified is None
+    assert any("have no adjudication" in n for n in r["notes"]) and any("without verifying" in n for n in r["notes"])
+    json.dumps(r, allow_nan=False)
+
+
+def test_report_refuses_a_tampered_audit_log(deployment):
+    path = deployment["device_log"]
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"score":0.7', '"score":0.9')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DeploymentReportError, match="failed verification"):
+        read_audit(path, deployment["key"].public_key(), 5)
+
+
+def test_missing_store_is_a_clear_error(deployment, tmp_path):
+    with pytest.raises(DeploymentReportError, match="not found"):
+        build_report("dep-1", [read_audit(deployment["device_log"])], tmp_path / "nope.sqlite", NOW)
+    assert not (tmp_path / "nope.sqlite").exists()  # and no empty store was created by looking
+
+
+def test_report_without_face_counts_says_so(deployment, tmp_path):
+    r = build_report("dep-1", [read_audit(deployment["room_log"])], deployment["db"], NOW)
+    assert r["faces"]["processed"] is None and r["rates"]["false_alerts_per_face"]["rate"] is None
+    assert any("faces processed is unknown" in n for n in r["notes"])
+
+
+def test_cli_writes_html_and_json_matching_the_format_doc(deployment, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["report", "--deployment", "dep-1", "--audit", str(deployment["device_log"]), "--audit", str(deployment["room_log"]),
+                 "--alerts-db", str(deployment["db"]), "--out", str(out), "--json"])
+    assert code == 0
+    report = json.loads((out / "deployment-report.json").read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    doc = (REPO / "docs" / "formats" / "deployment-report.md").read_text()
+    block = doc.split("## Fields", 1)[1].split("\n## ", 1)[0]
+    assert sorted(re.findall(r"^\| `([a-z0-9_]+)` \|", block, flags=re.M)) == sorted(report)
+
+    class Sections(HTMLParser):
+        ids: list = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                self.ids.append(dict(attrs)["id"])
+
+    parser = Sections()
+    parser.feed((out / "deployment-report.html").read_text())
+    assert parser.ids == ["summary", "notes", "sources"]
+    assert "dep-1" in render_html(report)
+    # keys must pair with logs
+    assert main(["report", "--deployment", "dep-1", "--audit", str(deployment["device_log"]), "--audit", str(deployment["room_log"]),
+                 "--audit-pub", str(deployment["pub"]), "--alerts-db", str(deployment["db"]), "--out", str(out)]) == 2

@@ -1,0 +1,178 @@
+"""AlertEvent v1: the documented field list and golden bytes, strict parsing, signing, crop sealing."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.crypto.canonical import canonical_json
+from edge_agent.errors import SecurityError
+from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision, NotAMatchError
+from edge_agent.events.crop import crop_face_jpeg, open_crop, seal_crop
+from edge_agent.events.schema import FIELDS, AlertEvent, Candidate, EventFormatError, parse_payload
+from edge_agent.events.signing import encode_event, sign_event, verify_event
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "formats" / "events.md"
+DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32)
+CONTROL_ROOM_KEY = X25519PrivateKey.from_private_bytes(bytes([2]) * 32)
+MODEL = {"detector_sha256": "a" * 64, "aligner": "5pt-similarity-112/1", "embedder_sha256": "b" * 64}
+
+
+def golden_line() -> bytes:
+    text = DOC.read_text(encoding="utf-8")
+    block = text.split("## Golden example", 1)[1]
+    return re.search(r"```json\n(.*?)\n```", block, re.S).group(1).encode("utf-8")
+
+
+def doc_fields() -> list[str]:
+    table = DOC.read_text(encoding="utf-8").split("## Fields", 1)[1].split("##", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
+
+
+def test_documented_fields_match_the_schema_exactly():
+    assert doc_fields() == list(FIELDS)
+
+
+def test_golden_example_decodes_reencodes_byte_exact_and_verifies():
+    line = golden_line()
+    event = AlertEvent.from_dict(parse_payload(line))
+    assert encode_event(event) == line
+    verify_event(event, DEVICE_KEY.public_key())
+    # Ed25519 is deterministic: re-signing the unsigned event gives the documented signature.
+    assert sign_event(dataclasses.replace(event, signature=""), DEVICE_KEY).signature == event.signature
+    jpeg = open_crop(event.crop_sealed, CONTROL_ROOM_KEY, event.event_id)
+    assert jpeg[:2] == b"\xff\xd8"
+    assert event.seq == 17 and event.captured_at == datetime(2026, 11, 22, 8, 30, 5, 123000, tzinfo=timezone.utc)
+    assert sorted(json.loads(line)) == sorted(FIELDS)
+
+
+def test_signed_bytes_are_canonical_json_without_signature():
+    line = golden_line()
+    obj = json.loads(line)
+    sig = base64.b64decode(obj.pop("signature"))
+    DEVICE_KEY.public_key().verify(sig, canonical_json(obj))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(score=0.9),
+        lambda d: d.update(seq=18),
+        lambda d: d.update(subject_ref="subj-0000"),
+        lambda d: d.update(captured_at="2026-11-22T08:30:06.123Z"),
+        lambda d: d["candidates"][1].update(score=0.42),
+        lambda d: d.update(crop=base64.b64encode(b"\x01" + bytes(100)).decode()),
+    ],
+)
+def test_any_change_breaks_the_signature(mutate):
+    data = json.loads(golden_line())
+    data["candidates"][0]["score"] = data["score"]
+    mutate(data)
+    if data["candidates"][0]["subject_ref"] != data["subject_ref"] or data["candidates"][0]["score"] != data["score"]:
+        data["candidates"][0].update(subject_ref=data["subject_ref"], score=data["score"])
+    event = AlertEvent.from_dict(data)
+    with pytest.raises(SecurityError):
+        verify_event(event, DEVICE_KEY.public_key())
+
+
+def test_other_device_key_does_not_verify():
+    event = AlertEvent.from_dict(parse_payload(golden_line()))
+    with pytest.raises(SecurityError):
+        verify_event(event, Ed25519PrivateKey.generate().public_key())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("seq"), "missing"),
+        (lambda d: d.update(extra=1), "unexpected"),
+        (lambda d: d.update(schema="lfr.alert/2"), "unsupported"),
+        (lambda d: d.update(event_id="not-a-uuid"), "UUID4"),
+        (lambda d: d.update(event_id="3F1C2B9E-8D4A-4C6F-9B1E-2A7D5C0E4F61"), "UUID4"),
+        (lambda d: d.update(device_id="cam/01"), "device_id"),
+        (lambda d: d.update(device_id="+"), "device_id"),
+        (lambda d: d.update(seq=0), "seq"),
+        (lambda d: d.update(seq=True), "seq"),
+        (lambda d: d.update(captured_at="2026-11-22T08:30:05Z"), "milliseconds"),
+        (lambda d: d.update(captured_at="2026-11-22T08:30:05.123+01:00"), "milliseconds"),
+        (lambda d: d.update(score=0.5), "below threshold"),
+        (lambda d: d.update(score=0.1234567), "decimals"),
+        (lambda d: d.update(face_box=[10, 10, 5, 20]), "face_box"),
+        (lambda d: d.update(candidates=[]), "candidates"),
+        (lambda d: d["model"].pop("aligner"), "model"),
+        (lambda d: d.update(crop="not base64!"), "crop"),
+        (lambda d: d.update(signature="AAAA"), "signature"),
+        (lambda d: d.update(category="Other Stuff"), "category"),
+    ],
+)
+def test_strict_parsing_refuses_malformed_events(mutate, message):
+    data = json.loads(golden_line())
+    mutate(data)
+    with pytest.raises(EventFormatError, match=message):
+        AlertEvent.from_dict(data)
+
+
+def test_payload_parser_refuses_duplicate_keys_nan_and_oversize():
+    with pytest.raises(EventFormatError, match="duplicate"):
+        parse_payload(b'{"seq": 1, "seq": 2}')
+    with pytest.raises(EventFormatError, match="NaN"):
+        parse_payload(b'{"score": NaN}')
+    with pytest.raises(EventFormatError, match="exceeds"):
+        parse_payload(b" " * (1024 * 1024 + 1))
+    with pytest.raises(EventFormatError, match="UTF-8"):
+        parse_payload(b"\xff\xfe")
+
+
+def _decision(score: float = 0.8, threshold: float = 0.64) -> MatchDecision:
+    return MatchDecision("subj-1", "suspect", score, threshold, (Candidate("subj-1", score), Candidate("subj-2", 0.3)), (10.4, 20.6, 60.2, 90.9))
+
+
+def test_a_non_match_cannot_become_a_decision_or_an_event():
+    with pytest.raises(NotAMatchError):
+        _decision(score=0.5, threshold=0.64)
+
+    class C:
+        def __init__(self, ref, score):
+            self.subject_ref, self.score = ref, score
+
+    assert MatchDecision.from_search([C("s1", 0.63), C("s2", 0.2)], 0.64, "suspect", (0, 0, 10, 10)) is None
+    assert MatchDecision.from_search([], 0.64, "suspect", (0, 0, 10, 10)) is None
+    decision = MatchDecision.from_search([C("s1", 0.7), C("s2", 0.6), C("s3", 0.5), C("s4", 0.4)], 0.64, "suspect", (0, 0, 10, 10))
+    assert decision is not None and [c.subject_ref for c in decision.candidates] == ["s1", "s2", "s3"]
+    builder = EventBuilder(DeviceContext("cam-01", "dep-1", "wl-1", MODEL), DEVICE_KEY, CONTROL_ROOM_KEY.public_key())
+    with pytest.raises(NotAMatchError):
+        builder.build(object(), b"\xff\xd8\xff\xd9", datetime.now(timezone.utc), 1)  # type: ignore[arg-type]
+
+
+def test_builder_makes_a_signed_event_with_a_sealed_crop():
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    jpeg = crop_face_jpeg(frame, (100.0, 50.0, 180.0, 150.0))
+    assert jpeg[:2] == b"\xff\xd8"
+    builder = EventBuilder(DeviceContext("cam-01", "dep-1", "wl-1", MODEL), DEVICE_KEY, CONTROL_ROOM_KEY.public_key())
+    when = datetime(2026, 11, 22, 9, 0, 0, 123456, tzinfo=timezone.utc)
+    event = builder.build(_decision(), jpeg, when, seq=5)
+    verify_event(event, DEVICE_KEY.public_key())
+    assert event.captured_at_text == "2026-11-22T09:00:00.123Z"
+    assert event.face_box == (10, 21, 60, 91)
+    assert jpeg not in base64.b64decode(event.crop)
+    assert open_crop(event.crop_sealed, CONTROL_ROOM_KEY, event.event_id) == jpeg
+    roundtrip = AlertEvent.from_dict(parse_payload(encode_event(event)))
+    assert roundtrip == event
+
+
+def test_crop_is_bound_to_its_event_and_recipient():
+    jpeg = crop_face_jpeg(np.zeros((64, 64, 3), np.uint8), (10, 10, 40, 40))
+    sealed = base64.b64decode(seal_crop(jpeg, CONTROL_ROOM_KEY.public_key(), "3f1c2b9e-8d4a-4c6f-9b1e-2a7d5c0e4f61"))
+    with pytest.raises(SecurityError):
+        open_crop(sealed, CONTROL_ROOM_KEY, "00000000-0000-4000-8000-000000000000")
+    with pytest.raises(SecurityError):
+        open_crop(sealed, X25519PrivateKey.generate(), "3f1c2b9e-8d4a-4c6f-9b1e-2a7d5c0e4f61")
