@@ -74,7 +74,7 @@ def build_project_wheel(dest: Path, source: Path = REPO) -> Path:
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(src)]
         if _local_backend_can_build_wheels():
             cmd.insert(4, "--no-build-isolation")  # offline and fast: no build requirements fetched
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)
     wheels = sorted(dest.glob("edge_agent-*.whl"))
     if result.returncode != 0 or not wheels:
         raise BundleError(f"building the project wheel failed: {result.stderr.strip()[-800:]}", "build it yourself and pass --wheel PATH")
@@ -88,7 +88,7 @@ def download_dependencies(project_wheel: Path, dest: Path) -> list[Path]:
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
     cmd.append(str(project_wheel))
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise BundleError(f"downloading aarch64 wheels failed: {result.stderr.strip()[-800:]}",
                           "check network access to the package index, or build with --skip-download")

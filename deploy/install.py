@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field

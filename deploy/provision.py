@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from edge_agent.fleet import pki
-    from edge_agent.fleet.provision import DEFAULT_TEMPLATE, DeviceSettings, provision_device
+    from edge_agent.fleet.provision import (
+        DEFAULT_TEMPLATE,
+        DeviceSettings,
+        provision_device,
+    )
 
     if args.command == "ca":
         ca = pki.create_ca(args.dir, args.name, valid_days=args.days)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+from edge_agent.fleet.local_broker import BrokerUnavailable, MessagingEnv, MosquittoBroker, make_messaging_env
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 DEVSET_ENV = "EDGE_AGENT_DEVSET"
 REQUIRE_DEVSET_ENV = "EDGE_AGENT_REQUIRE_DEVSET"
+REQUIRE_BROKER_ENV = "EDGE_AGENT_REQUIRE_BROKER"
 
 
 def devset_path() -> Path:
@@ -47,3 +51,27 @@ def full_range_core():
     from edge_agent.vision.core import RecognitionCore
 
     return RecognitionCore.load(detector="full", threads=2)
+
+
+def start_broker(env: MessagingEnv, workdir: Path) -> MosquittoBroker:
+    """A real Mosquitto, or a skip naming what to install (a failure in CI, where it is mandatory)."""
+    try:
+        return MosquittoBroker(env, workdir).start()
+    except BrokerUnavailable as exc:
+        if os.environ.get(REQUIRE_BROKER_ENV) == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def messaging_env(tmp_path_factory: pytest.TempPathFactory) -> MessagingEnv:
+    return make_messaging_env(tmp_path_factory.mktemp("messaging"), ("cam-01", "cam-02", "cam-03"))
+
+
+@pytest.fixture(scope="session")
+def mosquitto(messaging_env: MessagingEnv, tmp_path_factory: pytest.TempPathFactory):
+    """A session-wide broker on a free loopback port. Tests that stop/restart it must leave it running."""
+    broker = start_broker(messaging_env, tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+    shutil.rmtree(broker.workdir / "data", ignore_errors=True)

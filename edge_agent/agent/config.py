@@ -216,7 +216,7 @@ class _Table:
     def __init__(self, file: Path, prefix: str, data: dict[str, Any], base_dir: Path, check_files: bool) -> None:
         self.file, self.prefix, self.data, self.base_dir, self.check_files = file, prefix, data, base_dir, check_files
         self.used: set[str] = set()
-        for key, value in data.items():
+        for key in data:
             if SECRET_NAMES.search(key):
                 raise self.error(
                     key, None, "secrets are never accepted inline",

@@ -60,9 +60,11 @@ class PipelineCounters:
     def latency_p50_ms(self) -> float:
         return float(np.median(self.latencies_ms)) if self.latencies_ms else 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
+    def counts(self) -> dict[str, int]:
+        """Integer counts under the names the audit log and deployment report use ("frames" alone
+        is refused by the audit log as a biometric field name)."""
         return {
-            "frames": self.frames,
+            "frames_processed": self.frames,
             "frames_outside_deployment": self.frames_outside_deployment,
             "faces": self.faces,
             "faces_rejected_quality": self.faces_rejected_quality,
@@ -70,7 +72,6 @@ class PipelineCounters:
             "matches": self.matches,
             "alerts": self.alerts,
             "alerts_suppressed": self.alerts_suppressed,
-            "latency_p50_ms": round(self.latency_p50_ms(), 2),
         }
 
 

@@ -23,6 +23,7 @@ from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
 from edge_agent.capture.factory import open_source
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
+from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
 from edge_agent.events.mqtt_client import AlertPublisher, Telemetry
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 log = logging.getLogger(__name__)
 
 RETENTION_CHECK_S = 30.0
+FACES_AUDIT_INTERVAL_S = 300.0  # periodic face counts, so a crash loses at most this much of the report
 ALERT_SETTLE_S = 1.0
 
 
@@ -97,21 +99,25 @@ def run_agent(
         now = clock()
         if enforce_retention(store, now, audit):
             log.warning("the stored watchlist's deployment has ended; it was wiped")
-        if not store.exists() and config.watchlist.package is not None and Path(config.watchlist.package).is_file():
-            store.install(Path(config.watchlist.package).read_bytes())
+        pushed = config.watchlist.package
+        if pushed is not None and Path(pushed).is_file():
+            # A newly pushed package replaces the stored one; the pushed copy is then destroyed.
+            store.import_file(Path(pushed))
         core = RecognitionCore.load(
+            config.detector.models_dir,
             detector=config.detector.model,
             threads=config.hardware.threads,
             delegate=config.hardware.delegate,
             quality=QualityPolicy(
                 min_face_px=config.quality.min_face_px,
-                min_score=config.detector.min_score,
                 min_blur=config.quality.min_blur,
                 max_yaw=config.quality.max_yaw_ratio,
             ),
+            detection_threshold=config.detector.min_score,
         )
         authority = load_public_key(config.device.authority_public_key, Ed25519PublicKey)
-        watchlist = load_installed(store, keys, authority, core.identity, now, audit)
+        expected = SignedDeployment.load(config.deployment.record) if config.deployment.record is not None else None
+        watchlist = load_installed(store, keys, authority, core.identity, now, audit, expected_deployment=expected)
         deployment = watchlist.deployment
         if config.control_room.crop_public_key is None:
             raise ConfigError("control_room.crop_public_key is not set", "alerts carry the face crop sealed to the control room's X25519 public key")
@@ -157,7 +163,17 @@ def run_agent(
         pipeline_ref.append(pipeline)
         previous = _install_sigterm(stop)
         reason = "source ended"
-        last_retention = time.monotonic()
+        last_retention = last_counts = time.monotonic()
+        reported: dict[str, int] = {}
+
+        def audit_face_counts() -> None:
+            """A ``faces_processed`` record with the counts since the previous one (deltas add up)."""
+            current = pipeline.counters.counts()
+            delta = {k: v - reported.get(k, 0) for k, v in current.items()}
+            if any(delta.values()):
+                audit.append("faces_processed", {"deployment_id": deployment.deployment_id, **delta})
+                reported.update(current)
+
         startup_s = 0.0
         try:
             with source:
@@ -171,6 +187,9 @@ def run_agent(
                     if stop.is_set():
                         reason = "stopped"
                         break
+                    if time.monotonic() - last_counts > FACES_AUDIT_INTERVAL_S:
+                        last_counts = time.monotonic()
+                        audit_face_counts()
                     if time.monotonic() - last_retention > RETENTION_CHECK_S:
                         last_retention = time.monotonic()
                         if not watchlist.active(clock()):
@@ -180,10 +199,11 @@ def run_agent(
             _restore_sigterm(previous)
             notifier.stopping()
             pipeline.finish()
+            audit_face_counts()
         if reason == "deployment ended":
             enforce_retention(store, clock(), audit)
         counters = pipeline.counters
-        audit.append("session_summary", {"deployment_id": deployment.deployment_id, **{k: v for k, v in counters.as_dict().items() if k != "latency_p50_ms"}, "dropped_frames": source.dropped, "stopped_because": reason})
+        audit.append("session_summary", {"deployment_id": deployment.deployment_id, **counters.counts(), "dropped_frames": source.dropped, "stopped_because": reason})
         return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s)
     finally:
         if publisher is not None:

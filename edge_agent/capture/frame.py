@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -19,7 +19,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class CaptureError(EdgeAgentError):
@@ -48,7 +48,7 @@ class Frame:
                 f"(got {getattr(img, 'dtype', type(img).__name__)} {getattr(img, 'shape', '')})",
                 "this is a bug in the capture source; report it",
             )
-        if self.captured_at.tzinfo is None or self.captured_at.utcoffset() != timezone.utc.utcoffset(None):
+        if self.captured_at.tzinfo is None or self.captured_at.utcoffset() != UTC.utcoffset(None):
             raise CaptureError(f"frame {self.index} captured_at must be timezone-aware UTC", "pass a UTC clock")
 
     @property
@@ -75,7 +75,7 @@ class FrameSource(Protocol):
     @property
     def dropped(self) -> int: ...
 
-    def __enter__(self) -> "FrameSource": ...
+    def __enter__(self) -> FrameSource: ...
 
     def __exit__(self, *exc: object) -> None: ...
 

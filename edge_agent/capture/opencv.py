@@ -95,7 +95,7 @@ class OpenCVSource:
         return cap
 
     # -- FrameSource -----------------------------------------------------------------------
-    def __enter__(self) -> "OpenCVSource":
+    def __enter__(self) -> OpenCVSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -189,7 +189,7 @@ class OpenCVSource:
                         break
                 self._slot.put(self._frame(image, index))
                 index += 1
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, which re-raises it)
             self._slot.fail(exc)
         finally:
             self._slot.close()

@@ -86,7 +86,7 @@ class PiCameraSource:
                 "check the ribbon cable, that 'rpicam-hello --list-cameras' shows it, and that no other process holds it",
             ) from exc
 
-    def __enter__(self) -> "PiCameraSource":
+    def __enter__(self) -> PiCameraSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -118,7 +118,7 @@ class PiCameraSource:
                 array = self._cam.capture_array("main")  # blocks until the next sensor frame
                 self._slot.put(Frame(to_bgr(array, self.pixel_format), self._clock(), index, None))
                 index += 1
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, which re-raises it)
             if not self._stop.is_set():
                 self._slot.fail(CaptureError(f"Pi camera {self.camera_num} failed: {exc}", "the agent exits; systemd restarts it"))
         finally:

@@ -64,7 +64,7 @@ class ImageDirectorySource:
         self.skipped: list[Path] = []
         self._clock = clock
 
-    def __enter__(self) -> "ImageDirectorySource":
+    def __enter__(self) -> ImageDirectorySource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -118,7 +118,7 @@ class VideoReplaySource:
         self.size: tuple[int, int] | None = (w, h) if w and h else None
         self._clock = clock
 
-    def __enter__(self) -> "VideoReplaySource":
+    def __enter__(self) -> VideoReplaySource:
         return self
 
     def __exit__(self, *exc: object) -> None:

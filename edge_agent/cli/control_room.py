@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hold.add_argument("event_id")
     hold.add_argument("--db", type=Path, default=DEFAULT_DB)
     hold.add_argument("--reason", required=True)
-    hold.add_argument("--by", required=True, help="who authorised the hold")
+    hold.add_argument("--by", default=None, help="who authorised the hold (default: the logged-in user)")
     _audit_args(hold)
     hold.set_defaults(func=cmd_hold)
 
@@ -238,7 +239,7 @@ def cmd_hold(args: argparse.Namespace) -> int:
     audit = _audit(args)
     try:
         with _open_store(args.db) as store:
-            place_hold(store, args.event_id, args.reason, args.by, _utc_now(), audit)
+            place_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
     finally:
         _close(audit)
     print(f"alert {args.event_id}: legal hold recorded")

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from edge_agent.cli.progress import Progress
 from edge_agent.errors import EdgeAgentError
 
 EXIT_GATE_FAILED = 3
+#: Spawning workers costs a few seconds of model loading each: only worth it for larger sets.
+PARALLEL_FROM_IMAGES = 500
 DEVSET_ENV = "EDGE_AGENT_DEVSET"
 
 
@@ -54,10 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_embedding_options(cal)
     cal.set_defaults(func=cmd_calibrate)
 
-    try:
-        from edge_agent.evaluation import deployment_report  # noqa: F401  (needs the audit and control-room modules)
-    except ImportError:
-        return
     rep = subparsers.add_parser("report", help="deployment report: faces, alerts, adjudications, false-alert rates, retention")
     rep.add_argument("--deployment", required=True, help="deployment id")
     rep.add_argument("--audit", type=Path, required=True, action="append",
@@ -75,8 +73,8 @@ def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default="both", help="BlazeFace range(s): full, short or both (default both, as the device)")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads when --workers is 1 (default 2)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="embedding worker processes, one core each (default: up to 2)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"embedding worker processes, one core each (default: 1 below {PARALLEL_FROM_IMAGES} images, else up to 2)")
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache file (default ~/.cache/edge-agent/evaluation-embeddings.sqlite)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
 
@@ -92,7 +90,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def run_evaluation(dataset_dir: Path, groups_path: Path | None, args: argparse.Namespace, watchlist_sizes: tuple[int, ...],
@@ -102,7 +100,12 @@ def run_evaluation(dataset_dir: Path, groups_path: Path | None, args: argparse.N
     from edge_agent.evaluation.dataset import load_groups, scan_dataset
     from edge_agent.evaluation.embedding_cache import EmbeddingCache, default_cache_path
     from edge_agent.evaluation.parallel import CorePool, worker_enrol, worker_probe
-    from edge_agent.evaluation.runner import core_enrol_fn, core_model_description, core_probe_fn, embed_dataset
+    from edge_agent.evaluation.runner import (
+        core_enrol_fn,
+        core_model_description,
+        core_probe_fn,
+        embed_dataset,
+    )
     from edge_agent.vision.core import RecognitionCore
 
     dataset = scan_dataset(dataset_dir)
@@ -111,14 +114,15 @@ def run_evaluation(dataset_dir: Path, groups_path: Path | None, args: argparse.N
     model = core_model_description(core)
     cache = None if args.no_cache else EmbeddingCache(args.cache or default_cache_path())
     enrol_per_subject = getattr(args, "enrol_per_subject", 1)
-    if args.workers < 1:
-        raise EdgeAgentError(f"--workers {args.workers} must be at least 1", "e.g. --workers 2")
+    workers = args.workers if args.workers is not None else (min(2, os.cpu_count() or 1) if len(dataset.images) >= PARALLEL_FROM_IMAGES else 1)
+    if workers < 1:
+        raise EdgeAgentError(f"--workers {workers} must be at least 1", "e.g. --workers 2")
     try:
         with Progress(len(dataset.images), "embedding") as bar:
-            if args.workers == 1:
+            if workers == 1:
                 embedded = embed_dataset(dataset, core_probe_fn(core), core_enrol_fn(core), model, enrol_per_subject, cache, bar.advance)
             else:
-                with CorePool(args.models, args.detector, args.workers) as pool:
+                with CorePool(args.models, args.detector, workers) as pool:
                     embedded = embed_dataset(dataset, worker_probe, worker_enrol, model, enrol_per_subject, cache, bar.advance, pool.map)
     finally:
         if cache is not None:
@@ -269,6 +273,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         args.enrol_per_subject, args.seed = 1, 0
         evaluation = run_evaluation(source, args.groups, args, (args.watchlist_size,), None)
         json_path, _, digest = write_outputs(evaluation, args.report_out, None)
+        print(f"evaluation written to {json_path} (sha256 {digest})", file=sys.stderr)
         report = evaluation.report
     else:
         try:
@@ -299,7 +304,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from edge_agent.crypto.keyfiles import load_public_key
-    from edge_agent.evaluation.deployment_report import build_report, read_audit, render_html
+    from edge_agent.evaluation.deployment_report import (
+        build_report,
+        read_audit,
+        render_html,
+    )
     from edge_agent.identity.keys import DEVICE_SIGN_PUB
 
     if args.audit_pub and len(args.audit_pub) != len(args.audit):

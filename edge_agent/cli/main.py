@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "recognition",
     "keys", "deployment", "watchlist", "audit",
     "agent",
+    "demo",
     "evaluate",
     "control_room",
     "config", "capture",

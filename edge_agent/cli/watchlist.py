@@ -7,16 +7,19 @@ import getpass
 import json
 import os
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_agent.audit import AuditLog
-from edge_agent.audit.log import AUDIT_FILE_NAME
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.audit.log import AUDIT_FILE_NAME, AuditLog
 from edge_agent.cli.progress import Progress
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError
-from edge_agent.identity.keys import load_approver_public, load_authority_key, load_authority_public, load_device_keys
+from edge_agent.identity.keys import DeviceKeys, load_approver_public, load_authority_key, load_authority_public, load_device_keys
 from edge_agent.identity.registry import DeviceRegistry
 from edge_agent.watchlist.build import DEFAULT_MAX_IMAGE_AGE_YEARS, build_watchlist, read_subjects_csv
 from edge_agent.watchlist.format import check_magic_and_version, decode_container
@@ -45,11 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("load", help="(device) verify a package for this device and install it")
     _device_options(p)
-    p.add_argument("--package", type=Path, required=True)
-    p.add_argument("--authority-pub", type=Path, required=True, help="the pinned authority public key")
+    p.add_argument("--package", type=Path, help="default: watchlist.package from --config")
+    p.add_argument("--authority-pub", type=Path, help="the pinned authority public key (default: from --config)")
     p.add_argument("--approver-pub", type=Path, action="append", default=[], help="pinned approver public key (repeatable)")
     p.add_argument("--models", type=Path, default=None)
-    p.add_argument("--detector", choices=("full", "short", "both"), default="both")
+    p.add_argument("--detector", choices=("full", "short", "both"), default=None, help="default: from --config, else both")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("wipe", help="(device) overwrite and delete the stored package; audited")
@@ -68,24 +71,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _device_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", type=Path, required=True, help="device state directory")
-    p.add_argument("--device-keys", type=Path, required=True, help="device key directory")
+    p.add_argument("--config", type=Path, help="the agent's agent.toml: state dir, keys, authority key and detector come from it")
+    p.add_argument("--state-dir", type=Path, help="device state directory (instead of --config)")
+    p.add_argument("--device-keys", type=Path, help="device key directory (instead of --config)")
     p.add_argument("--audit-log", type=Path, help=f"default: STATE_DIR/{AUDIT_FILE_NAME}")
     p.add_argument("--actor", default=None, help="who is acting (default operator:<login>)")
+
+
+@dataclass(frozen=True)
+class DeviceSide:
+    """Where a device command finds its state and keys: an agent.toml, or explicit flags."""
+
+    state_dir: Path
+    keys: DeviceKeys
+    authority_pub: Path | None
+    detector: str | None
+    models_dir: Path | None
+    package: Path | None
+    deployment_record: Path | None
+
+
+def _device_side(args: argparse.Namespace) -> DeviceSide:
+    if args.config is not None:
+        from edge_agent.agent.config import load_config
+        from edge_agent.crypto.keyfiles import load_private_key
+
+        config = load_config(args.config)
+        keys = DeviceKeys(
+            config.device.id,
+            load_private_key(config.device.signing_key, Ed25519PrivateKey),
+            load_private_key(config.device.watchlist_key, X25519PrivateKey),
+        )
+        return DeviceSide(
+            args.state_dir or Path(config.device.state_dir), keys, Path(config.device.authority_public_key),
+            config.detector.model, config.detector.models_dir, config.watchlist.package, config.deployment.record,
+        )
+    if args.state_dir is None or args.device_keys is None:
+        raise ConfigError("no device named", "pass --config /etc/edge-agent/agent.toml, or both --state-dir and --device-keys")
+    return DeviceSide(args.state_dir, load_device_keys(args.device_keys), None, None, None, None, None)
 
 
 def _actor(args: argparse.Namespace) -> str:
     return args.actor or f"operator:{getpass.getuser()}"
 
 
-def _audit(args: argparse.Namespace, keys) -> AuditLog:
-    return AuditLog.open(args.audit_log or args.state_dir / AUDIT_FILE_NAME, keys.signing_key, _actor(args))
+def _audit(args: argparse.Namespace, side: DeviceSide) -> AuditLog:
+    return AuditLog.open(args.audit_log or side.state_dir / AUDIT_FILE_NAME, side.keys.signing_key, _actor(args))
 
 
-def _core(args: argparse.Namespace):
+def _core(models: Path | None, detector: str):
     from edge_agent.vision.core import RecognitionCore
 
-    return RecognitionCore.load(args.models, detector=args.detector)
+    return RecognitionCore.load(models, detector=detector)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -102,7 +139,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             expires = parse_utc(args.expires, "--expires")
         except CanonicalJsonError as exc:
             raise ConfigError(exc.message, exc.hint) from None
-    core = _core(args)
+    core = _core(args.models, args.detector)
     total = sum(len(s.images) for s in subjects)
     with Progress(total, "embedding reference images") as bar:
         result = build_watchlist(
@@ -124,18 +161,23 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
-    keys = load_device_keys(args.device_keys)
-    authority_pub = load_authority_public(args.authority_pub)
+    side = _device_side(args)
+    package = args.package or side.package
+    authority = args.authority_pub or side.authority_pub
+    if package is None or authority is None:
+        raise ConfigError("no package or authority key given", "pass --package and --authority-pub (or a --config that names them)")
+    authority_pub = load_authority_public(authority)
     approvers = [load_approver_public(p) for p in args.approver_pub]
-    identity = _core(args).identity
+    identity = _core(args.models or side.models_dir, args.detector or side.detector or "both").identity
+    expected = SignedDeployment.load(side.deployment_record) if side.deployment_record and Path(side.deployment_record).is_file() else None
     try:
-        data = args.package.read_bytes()
+        data = Path(package).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"package {args.package} not found", "check the path") from None
+        raise ConfigError(f"package {package} not found", "check the path") from None
     # Verified in memory before it is stored, so a refused package never replaces a good one.
-    with _audit(args, keys) as audit:
-        loaded = load_audited(data, keys, authority_pub, identity, now, audit, approvers)
-        WatchlistStore(args.state_dir / WATCHLIST_DIR).install(data)
+    with _audit(args, side) as audit:
+        loaded = load_audited(data, side.keys, authority_pub, identity, now, audit, approvers, expected_deployment=expected)
+        WatchlistStore(side.state_dir / WATCHLIST_DIR).install(data)
     print(
         f"watchlist for deployment {loaded.deployment.deployment_id} installed: {len(loaded.entries)} subjects, "
         f"{len(loaded.gallery)} templates, expires {loaded.expires_at.isoformat()}"
@@ -144,18 +186,18 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_wipe(args: argparse.Namespace) -> int:
-    keys = load_device_keys(args.device_keys)
-    store = WatchlistStore(args.state_dir / WATCHLIST_DIR)
-    with _audit(args, keys) as audit:
+    side = _device_side(args)
+    store = WatchlistStore(side.state_dir / WATCHLIST_DIR)
+    with _audit(args, side) as audit:
         wiped = store.wipe(audit, args.reason, datetime.now(timezone.utc))
     print("watchlist wiped" if wiped else "no watchlist stored; nothing to wipe")
     return 0
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    keys = load_device_keys(args.device_keys)
-    store = WatchlistStore(args.state_dir / WATCHLIST_DIR)
-    with _audit(args, keys) as audit:
+    side = _device_side(args)
+    store = WatchlistStore(side.state_dir / WATCHLIST_DIR)
+    with _audit(args, side) as audit:
         destroyed = enforce_retention(store, datetime.now(timezone.utc), audit)
     print("watchlist destroyed (deployment ended)" if destroyed else "nothing to destroy")
     return 0

@@ -1,0 +1,1 @@
+"""The control-room side: verify and store incoming alerts, human adjudication, holds, retention."""

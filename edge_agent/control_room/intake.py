@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from edge_agent.control_room.store import AlertStore, DuplicateAlert, Rejection
+from edge_agent.control_room.store import AlertStore, DuplicateAlert, Rejection, StoreError
 from edge_agent.errors import EdgeAgentError, SecurityError
 from edge_agent.events.crop import open_crop
 from edge_agent.events.schema import AlertEvent, EventFormatError, format_time, parse_payload
@@ -117,15 +117,25 @@ class AlertIntake:
                 self.store.add_alert(event, payload, hashlib.sha256(jpeg).hexdigest(), now)
             except DuplicateAlert as exc:
                 raise _Reject(exc.reason, exc.message) from None
+        except StoreError:
+            raise  # not committed: the caller must not acknowledge
         except _Reject as rej:
-            log.warning("rejected message on %s (event %s): %s: %s", topic, event_id, rej.reason, rej.detail)
-            self.store.add_rejection(
-                Rejection(format_time(now), topic[:256], claimed, event_id if _plausible_id(event_id) else None, rej.reason, rej.detail[:500], hashlib.sha256(payload).hexdigest())
-            )
-            return Verdict(False, rej.reason, rej.detail, event_id, claimed)
+            return self._reject(now, topic, claimed, event_id, rej.reason, rej.detail, payload)
+        except Exception as exc:  # noqa: BLE001 - a bug must not silently eat an alert
+            log.exception("internal error while checking a message on %s", topic)
+            self.store.quarantine(format_time(now), topic[:256], payload)
+            return self._reject(now, topic, claimed, event_id, "internal_error", f"{type(exc).__name__}: {exc}; payload quarantined", payload)
         if self._on_accept is not None:
             self._on_accept(event, now)
         return Verdict(True, "accepted", "", event.event_id, event.device_id, event.captured_at)
+
+    def _reject(self, now: datetime, topic: str, claimed: str | None, event_id: str | None, reason: str, detail: str, payload: bytes) -> Verdict:
+        log.warning("rejected message on %s (event %s): %s: %s", topic, event_id, reason, detail)
+        self.store.add_rejection(
+            Rejection(format_time(now), topic[:256], claimed, event_id if _plausible_id(event_id) else None, reason, detail[:500], hashlib.sha256(payload).hexdigest())
+        )
+        return Verdict(False, reason, detail, event_id, claimed)
+
 
 
 def _plausible_id(value: Any) -> bool:

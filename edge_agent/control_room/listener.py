@@ -99,8 +99,11 @@ class AlertListener:
                     if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
                         break
                     if self._housekeeping is not None and time.monotonic() >= next_housekeeping:
-                        self._housekeeping()
                         next_housekeeping = time.monotonic() + self._housekeeping_interval
+                        try:
+                            self._housekeeping()
+                        except EdgeAgentError as exc:
+                            self._error(f"housekeeping (retention) failed: {exc}")
                 if self._stop.is_set():
                     props = None
                     if self._end_session:
@@ -110,8 +113,16 @@ class AlertListener:
                     client.loop(timeout=0.05)
             except (OSError, ssl.SSLError) as exc:
                 self._error(f"cannot reach broker {self.config.host}:{self.config.port}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - keep listening; unacknowledged messages come back
+                log.exception("listener loop failed")
+                self._error(f"listener loop failed: {type(exc).__name__}: {exc}")
             finally:
                 self._subscribed.clear()
+                if not self._stop.is_set():
+                    try:
+                        client.disconnect()  # drop the link; unacknowledged messages are redelivered
+                    except Exception:  # noqa: BLE001 - best effort on a dead socket
+                        pass
             if not self._stop.is_set():
                 self._stop.wait(self._backoff.next_delay())
 
@@ -159,4 +170,7 @@ class AlertListener:
             return
         client.ack(message.mid, message.qos)
         if self._on_verdict is not None:
-            self._on_verdict(verdict)
+            try:
+                self._on_verdict(verdict)
+            except Exception:  # noqa: BLE001 - a display callback must not stop intake
+                log.exception("on_verdict callback failed")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.schema import AlertEvent, format_time, parse_time
+from edge_agent.events.schema import AlertEvent, format_time
 
 STORE_SCHEMA_VERSION = 1
 PENDING = "pending_review"
@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS seen (
     seq INTEGER NOT NULL,
     captured_at TEXT NOT NULL,
     UNIQUE (device_id, seq)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -208,6 +214,15 @@ class AlertStore:
                 (rejection.received_at, rejection.topic, rejection.claimed_device, rejection.event_id, rejection.reason, rejection.detail, rejection.payload_sha256),
             )
 
+    def quarantine(self, received_at: str, topic: str, payload: bytes) -> None:
+        """Keep a message that hit an internal error, so it can be re-checked after a fix."""
+        with self._tx() as db:
+            db.execute("INSERT INTO quarantine (received_at, topic, payload) VALUES (?,?,?)", (received_at, topic, payload))
+
+    def quarantined(self) -> list[tuple[str, str, bytes]]:
+        with self._lock:
+            return [(r, t, bytes(p)) for r, t, p in self._db.execute("SELECT received_at, topic, payload FROM quarantine ORDER BY id")]
+
     # ---- review -----------------------------------------------------------------------------
     def alerts(self, status: str | None = None) -> list[StoredAlert]:
         sql = f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN holds h ON h.event_id = a.event_id"
@@ -276,6 +291,7 @@ class AlertStore:
             db.executemany("DELETE FROM alerts WHERE event_id=?", [(i,) for i in ids])
             db.execute("DELETE FROM seen WHERE captured_at < ? AND event_id NOT IN (SELECT event_id FROM alerts)", (seen_cutoff,))
             db.execute("DELETE FROM rejections WHERE received_at < ?", (cutoff,))
+            db.execute("DELETE FROM quarantine WHERE received_at < ?", (cutoff,))
         return ids
 
 
@@ -318,6 +334,3 @@ class _Transaction:
             self._lock.release()
         return False
 
-
-def parse_captured(text: str) -> datetime:
-    return parse_time(text)

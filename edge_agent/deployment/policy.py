@@ -50,6 +50,8 @@ def needs_threshold_approval(record: "DeploymentRecord") -> bool:
 
 def check_record(record: "DeploymentRecord", device_id: str, now: datetime, threshold_approved: bool) -> None:
     """Raise a specific DeploymentRefused unless ``record`` lets ``device_id`` match at ``now``."""
+    if now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware UTC datetime")
     if now < record.start:
         raise DeploymentNotStarted(
             f"deployment {record.deployment_id} has not started (starts {record.start.isoformat()}, now {now.isoformat()})",

@@ -8,19 +8,29 @@ can be recomputed exactly from the file a force keeps (docs/formats/evaluation-r
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.evaluation import metrics
 from edge_agent.evaluation.dataset import UNLABELLED_GROUP
-from edge_agent.evaluation.identification import (IdentificationScores, identification_scores,
-                                                  max_watchlist_size, split_watchlist)
+from edge_agent.evaluation.identification import (
+    IdentificationScores,
+    identification_scores,
+    max_watchlist_size,
+    split_watchlist,
+)
 from edge_agent.evaluation.metrics import Rate
 from edge_agent.evaluation.runner import EmbeddedDataset
-from edge_agent.evaluation.verification import DEFAULT_MAX_IMPOSTOR_PAIRS, VerificationScores, verification_scores
+from edge_agent.evaluation.verification import (
+    DEFAULT_MAX_IMPOSTOR_PAIRS,
+    VerificationScores,
+    verification_scores,
+)
 
 REPORT_FORMAT = "edge-agent-evaluation"
 REPORT_VERSION = 1
@@ -28,9 +38,9 @@ DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.0, 1.0001, 0.01))
 DEFAULT_WATCHLIST_SIZES = (1000, 10000)
 FAR_TARGETS = (1e-2, 1e-3, 1e-4)
 FPIR_TARGETS = (1e-2, 3e-3, 1e-3)
-#: Operating threshold for the group differential summary when none is given (SFace 1:N, FPIR ~0.003
-#: at 1,000 subjects per models.md); a deployment should always pass its own --threshold.
-FALLBACK_OPERATING_THRESHOLD = 0.5
+#: Operating threshold for the group differential summary when none is given: the device's calibrated
+#: default (one place it lives); a deployment should always pass its own --threshold.
+FALLBACK_OPERATING_THRESHOLD = CALIBRATED_DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)

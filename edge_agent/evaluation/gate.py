@@ -10,12 +10,13 @@ never compared with a total that contains it; Holm, so adding groups cannot manu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from edge_agent.evaluation import metrics
+from edge_agent.evaluation.calibrate import searches_needed
 from edge_agent.evaluation.identification import IdentificationScores
 from edge_agent.evaluation.metrics import Rate
 
@@ -88,7 +89,8 @@ def release_gate(scores: IdentificationScores, group_names: Sequence[str], thres
             f"FPIR at threshold {threshold:g} with a {scores.watchlist_size:,}-subject watchlist is "
             f"{fpir.events}/{fpir.trials} = {fpir.value:.3g} (95% CI {fpir.lower:.3g}-{fpir.upper:.3g}); "
             f"the upper bound is over the budget {budget:.3g}"
-            + (" (too few non-mated searches to show the budget is met)" if fpir.value is not None and fpir.value <= budget else ""))
+            + (f" (too few non-mated searches to show the budget is met: with no false alerts at least {searches_needed(budget):,} are needed)"
+               if fpir.value is not None and fpir.value <= budget else ""))
     tests = group_tests(scores, group_names, threshold, alpha) if len(group_names) > 1 else ()
     for t in tests:
         if t.significant:

@@ -43,7 +43,7 @@ class IdentificationScores:
         }
 
     @classmethod
-    def from_json(cls, size: int, data: dict) -> "IdentificationScores":
+    def from_json(cls, size: int, data: dict) -> IdentificationScores:
         return cls(
             size,
             np.array([-np.inf if x is None else x for x in data["mated_hit"]], np.float64),

@@ -8,8 +8,8 @@ checked by hand on a few scores. Convention everywhere: a comparison *matches* (
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -164,7 +164,7 @@ def operating_point(genuine: np.ndarray | Sequence[float], impostor: np.ndarray 
         needed = math.ceil(1.0 / target)
         return OperatingPoint(target, None, None, None, False,
                               f"{n} non-mated comparisons cannot resolve a rate of {target:g}; at least {needed} are needed")
-    allowed = int(math.floor(n * target + 1e-9))
+    allowed = math.floor(n * target + 1e-9)
     t = threshold_for_max_false_positives(imp, allowed)
     fp = Rate(int(count_at_or_above(imp, [t])[0]), n)
     tp = Rate(int(count_at_or_above(gen, [t])[0]), gen.size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 from edge_agent.evaluation.embedding_cache import EnrolmentOutcome
 from edge_agent.evaluation.runner import EmbedFn, core_enrol_fn, core_probe_fn
@@ -50,10 +50,10 @@ class CorePool:
         self._pool.close()
         self._pool.join()
 
-    def __enter__(self) -> "CorePool":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if exc[0] is not None:
             self._pool.terminate()
             self._pool.join()

@@ -6,7 +6,8 @@ matplotlib is an 'evaluate' extra used centrally, never on a device, hence the l
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when a set produced no scores
+        ax.legend(fontsize=8)
+
+
 def _det_axes(ax: Any, xlabel: str, ylabel: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -62,7 +68,7 @@ def verification_det(ver: VerificationScores, group_names: Sequence[str]) -> byt
             _det_line(ax, gen, imp, g)
     _det_axes(ax, "FMR (false match rate)", "FNMR (false non-match rate)")
     ax.set_title("1:1 DET")
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -73,7 +79,7 @@ def identification_det(results: Sequence[IdentificationScores]) -> bytes:
         _det_line(ax, s.mated_hit, s.nonmated_top, f"watchlist {s.watchlist_size:,}")
     _det_axes(ax, "FPIR (false positive identification rate)", "FNIR (false negative identification rate)")
     ax.set_title("1:N DET")
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -92,7 +98,7 @@ def score_distributions(mated: np.ndarray, nonmated: np.ndarray, title: str, mat
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -114,5 +120,5 @@ def group_fpir_curves(scores: IdentificationScores, group_names: Sequence[str], 
     ax.set_ylabel("FPIR")
     ax.set_title(f"FPIR by group, watchlist {scores.watchlist_size:,} (bands: 95% Wilson)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)

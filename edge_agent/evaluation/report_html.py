@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edge_agent.evaluation import plots
 from edge_agent.evaluation.analysis import Evaluation
@@ -73,6 +74,11 @@ def render(evaluation: Evaluation, gate: dict[str, Any] | None = None) -> str:
     parts.append('<section id="enrolment"><h2>Enrolment failures</h2>')
     parts.append(f"<p>Failure to enrol: {esc(fmt_rate(enrol['failure_rate']))}</p>")
     parts.append(table(["reason", "images"], [[k, v] for k, v in enrol["failures_by_reason"].items()]))
+    refused = enrol["reference_refusals"]
+    refusal_reasons = ", ".join(f"{k}: {v}" for k, v in refused["by_reason"].items()) or "none"
+    parts.append(f"<p>Watchlist reference images (the watchlist build's rule: exactly one usable face): {refused['refused']:,} of "
+                 f"{refused['attempted']:,} tried were refused ({esc(refusal_reasons)}); "
+                 f"{enrol['subjects_with_template']:,} identities have a template.</p>")
     if enrol["failures"]:
         parts.append("<details><summary>Images that failed</summary>")
         parts.append(table(["image", "reasons"], [[f["image"], ", ".join(f["reasons"])] for f in enrol["failures"]], left=2))

@@ -18,7 +18,11 @@ import numpy as np
 
 from edge_agent.errors import ImageError
 from edge_agent.evaluation.dataset import LabelledDataset, LabelledImage
-from edge_agent.evaluation.embedding_cache import EMBEDDING_DIM, EmbeddingCache, EnrolmentOutcome
+from edge_agent.evaluation.embedding_cache import (
+    EMBEDDING_DIM,
+    EmbeddingCache,
+    EnrolmentOutcome,
+)
 
 if TYPE_CHECKING:
     from edge_agent.vision.core import Face, RecognitionCore
@@ -81,12 +85,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def select_subject_face(faces: "list[Face]") -> "tuple[Face | None, tuple[str, ...]]":
+def select_subject_face(faces: list[Face]) -> tuple[Face | None, tuple[str, ...]]:
     """The face the identity label refers to, or the reason none can be chosen."""
     if not faces:
         return None, (NO_FACE,)
 
-    def area(face: "Face") -> float:
+    def area(face: Face) -> float:
         x1, y1, x2, y2 = face.detection.box
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
@@ -102,7 +106,7 @@ TEMPLATE_CODE = ("core.py", "detector.py", "anchors.py", "alignment.py", "qualit
 
 
 def vision_code_sha256() -> str:
-    import edge_agent.vision as vision
+    from edge_agent import vision
 
     digest = hashlib.sha256()
     folder = Path(vision.__file__).parent
@@ -112,7 +116,7 @@ def vision_code_sha256() -> str:
     return digest.hexdigest()
 
 
-def core_model_description(core: "RecognitionCore") -> dict[str, Any]:
+def core_model_description(core: RecognitionCore) -> dict[str, Any]:
     """Everything that decides a template: model hashes, quality policy, face rule, code."""
     quality = getattr(core, "quality", None)
     return {
@@ -123,7 +127,7 @@ def core_model_description(core: "RecognitionCore") -> dict[str, Any]:
     }
 
 
-def core_probe_fn(core: "RecognitionCore") -> EmbedFn:
+def core_probe_fn(core: RecognitionCore) -> EmbedFn:
     """Embed one image the way the device embeds a live face: detect, align, quality-gate, embed."""
     from edge_agent.vision.image_io import read_image
 
@@ -250,7 +254,7 @@ def embed_dataset(
                            tuple(sorted(refusals)), dict(model), probe_path.hits + enrol_path.hits)
 
 
-def core_enrol_fn(core: "RecognitionCore") -> EmbedFn:
+def core_enrol_fn(core: RecognitionCore) -> EmbedFn:
     """Make a watchlist template from one reference image with the watchlist build's own rule."""
     from edge_agent.vision.enrolment import enrol_image
     from edge_agent.vision.image_io import read_image

@@ -7,6 +7,7 @@ every group.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ def verification_scores(
     order = np.argsort(ids, kind="stable")
     bounds = np.flatnonzero(np.r_[True, np.diff(ids[order]) != 0, True])
     per_identity = np.diff(bounds)
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         if stop - start < 2:
             continue
         idx = order[start:stop]

@@ -170,6 +170,9 @@ class AlertPublisher:
                 self._serve(client)
             except (OSError, ssl.SSLError, mqtt.WebsocketConnectionError) as exc:
                 self._note_error(f"cannot reach broker {self.config.host}:{self.config.port}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - keep the publisher alive; the spool still holds everything
+                log.exception("publisher loop failed")
+                self._note_error(f"publisher loop failed: {type(exc).__name__}: {exc}")
             finally:
                 try:
                     client.socket() and client.disconnect()

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.watchlist.entry import CATEGORIES  # the closed list (policing.md 5)
 
 SCHEMA = "lfr.alert/1"
 MAX_CANDIDATES = 3
@@ -47,7 +48,6 @@ CANDIDATE_FIELDS: tuple[str, ...] = ("subject_ref", "score")
 # Device ids become MQTT topic levels and certificate CNs: no '/', '+', '#', spaces or controls.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 SCORE_DECIMALS = 6
 
@@ -255,15 +255,15 @@ def _validate(ev: AlertEvent) -> None:
         raise bad("captured_at must be whole milliseconds (use format_time/parse_time)")
     if not isinstance(ev.subject_ref, str) or not REF_PATTERN.match(ev.subject_ref):
         raise bad(f"subject_ref {ev.subject_ref!r} must match {REF_PATTERN.pattern}")
-    if not isinstance(ev.category, str) or not CATEGORY_PATTERN.match(ev.category):
-        raise bad(f"category {ev.category!r} must match {CATEGORY_PATTERN.pattern}")
+    if not isinstance(ev.category, str) or ev.category not in CATEGORIES:
+        raise bad(f"category {ev.category!r} is not on the closed list {list(CATEGORIES)}")
     for name in ("score", "threshold"):
         value = getattr(ev, name)
         if not _is_number(value) or not -1.0 <= value <= 1.0 or round(value, SCORE_DECIMALS) != value:
             raise bad(f"{name} {value!r} must be a number in [-1, 1] with at most {SCORE_DECIMALS} decimals")
     if ev.score < ev.threshold:
         raise bad(f"score {ev.score} is below threshold {ev.threshold}: only matches are alerts")
-    if not all(isinstance(ev.model.get(k), str) and 0 < len(ev.model[k]) <= 128 for k in MODEL_FIELDS) or len(ev.model) != 3:
+    if not all(isinstance(ev.model.get(k), str) and 0 < len(ev.model[k]) <= 256 for k in MODEL_FIELDS) or len(ev.model) != 3:
         raise bad(f"model must hold non-empty strings {list(MODEL_FIELDS)}")
     box = ev.face_box
     if len(box) != 4 or not all(_is_int(v) and -(2**31) < v < 2**31 for v in box) or box[2] <= box[0] or box[3] <= box[1]:
@@ -277,7 +277,7 @@ def _validate(ev: AlertEvent) -> None:
             raise bad(f"candidate score {c.score!r} is malformed")
     if ev.candidates[0].subject_ref != ev.subject_ref or ev.candidates[0].score != ev.score:
         raise bad("the first candidate must be the alerted subject with the alert score")
-    if any(a.score < b.score for a, b in zip(ev.candidates, ev.candidates[1:])):
+    if any(a.score < b.score for a, b in zip(ev.candidates, ev.candidates[1:], strict=False)):
         raise bad("candidates must be sorted best first")
     if len({c.subject_ref for c in ev.candidates}) != len(ev.candidates):
         raise bad("candidates must name distinct subjects")

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.events.schema import format_time, parse_time
 
 MAX_RETENTION = timedelta(days=31)  # policing.md 13: alert data at most 31 days
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -146,7 +147,7 @@ class Spool:
                     self._db.execute("UPDATE meta SET value=? WHERE key='last_seq'", (seq,))
                     self._db.execute(
                         "INSERT INTO events (seq, event_id, created_at, payload, size) VALUES (?,?,?,?,?)",
-                        (seq, event_id, now.isoformat(), payload, len(payload)),
+                        (seq, event_id, format_time(now), payload, len(payload)),
                     )
                     drops = self._enforce_size(exclude_seq=seq)
                     self._db.execute("COMMIT")
@@ -190,7 +191,7 @@ class Spool:
 
     def purge_expired(self) -> SpoolDrop | None:
         """Drop undelivered events older than the retention period (counted, reported)."""
-        cutoff = (self._clock() - self.retention).isoformat()
+        cutoff = format_time(self._clock() - self.retention)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -215,7 +216,7 @@ class Spool:
             rows = self._db.execute(
                 "SELECT seq, event_id, created_at, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
             ).fetchall()
-        return [SpooledEvent(int(s), e, datetime.fromisoformat(c), bytes(p)) for s, e, c, p in rows]
+        return [SpooledEvent(int(s), e, parse_time(c), bytes(p)) for s, e, c, p in rows]
 
     def get(self, seq: int) -> SpooledEvent | None:
         """The queued event with this seq, or None if it was delivered or dropped."""
@@ -223,7 +224,7 @@ class Spool:
             row = self._db.execute("SELECT seq, event_id, created_at, payload FROM events WHERE seq=?", (seq,)).fetchone()
         if row is None:
             return None
-        return SpooledEvent(int(row[0]), row[1], datetime.fromisoformat(row[2]), bytes(row[3]))
+        return SpooledEvent(int(row[0]), row[1], parse_time(row[2]), bytes(row[3]))
 
     def acknowledge(self, seq: int) -> bool:
         """Delete a delivered event (call only on PUBACK). True if it was still queued."""

@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ def provision_device(
     now: datetime | None = None,
 ) -> ProvisionedDevice:
     """Create everything a device needs in ``out_dir`` and register it; refuses to reuse an id."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     device_id = idkeys.validate_device_id(settings.device_id)
     out = Path(out_dir)
     registry_path = Path(registry_path)

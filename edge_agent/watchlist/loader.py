@@ -98,6 +98,8 @@ def load_watchlist(
     """Verify and decrypt ``package`` for this device; raise a specific WatchlistRefused (or
     DeploymentRefused) subclass otherwise. ``expected_deployment``, when the deployment record is
     also pushed as its own file, must be the very record the package is bound to."""
+    if now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware UTC datetime")
     data = _read(package)
     check_magic_and_version(data)
     signed, signature = split_signature(data)

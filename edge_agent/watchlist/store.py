@@ -81,6 +81,21 @@ class WatchlistStore:
         _fsync_dir(directory)
         return self.path
 
+    def import_file(self, source: Path) -> Path:
+        """Install a pushed package, then overwrite and delete the pushed copy, so the only copy on
+        the device is the one retention will destroy (Met practice: the import medium is wiped)."""
+        source = Path(source)
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError:
+            raise WatchlistStoreError(f"pushed watchlist {source} not found", "check watchlist.package in the config") from None
+        installed = self.install(data)
+        if source.resolve() != installed.resolve():
+            _overwrite(source)
+            source.unlink()
+            _fsync_dir(source.parent)
+        return installed
+
     def summary(self) -> StoredSummary | None:
         """Header fields of the stored package, unverified; None if there is no package or it is unreadable."""
         try:

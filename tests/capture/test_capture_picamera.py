@@ -17,7 +17,7 @@ from edge_agent.errors import EdgeAgentError
 class FakePicamera2:
     """Mimics picamera2: RGB888 arrays are laid out [B, G, R] per pixel (Picamera2 manual)."""
 
-    instances: list["FakePicamera2"] = []
+    instances: list[FakePicamera2] = []
 
     def __init__(self, camera_num=0):
         self.camera_num = camera_num

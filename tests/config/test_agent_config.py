@@ -183,7 +183,7 @@ def test_private_key_modes_and_missing_files(device_dir):
 
 
 def test_plain_mqtt_only_to_loopback(device_dir):
-    plain = re.sub(r"\[mqtt\].*?\n\n", '[mqtt]\nhost = "127.0.0.1"\ntls = false\n\n', BASE, flags=re.S)
+    plain = re.sub(r"\[mqtt\].*?\n\n", '[mqtt]\nhost = "127.0.0.1"\ntls = false\n\n', BASE, flags=re.DOTALL)
     cfg = load_config(write(device_dir, plain))
     assert cfg.mqtt.port == 1883 and cfg.mqtt.ca_file is None
     with pytest.raises(ConfigError, match=r"mqtt\.tls = False: plain MQTT is only allowed to a broker on this machine"):
@@ -238,10 +238,31 @@ def _doc_keys(section_title: str | None = None) -> set[str]:
         text = text.split(section_title, 1)[1]
     else:
         text = text.split("## Hardware profile files", 1)[0]
-    return set(re.findall(r"^\| `([a-z_.]+)` \|", text, flags=re.M))
+    return set(re.findall(r"^\| `([a-z_.]+)` \|", text, flags=re.MULTILINE))
 
 
 def test_doc_lists_exactly_the_accepted_keys():
     assert "**Format version: 1**" in DOC.read_text()
     assert _doc_keys() == documented_keys()
     assert _doc_keys("## Hardware profile files") == profile_keys()
+
+
+def test_doc_defaults_match_the_loader(device_dir):
+    """Every literal default in the doc's tables is what a minimal config actually gets."""
+    cfg = load_config(write(device_dir, BASE + '\n[spool]\n[logging]\n'))
+    text = DOC.read_text().split("## Hardware profile files", 1)[0]
+    checked = 0
+    for key, default in re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \| [^|]+ \| ([^|]+) \|", text, flags=re.M):
+        default = default.strip()
+        section, name = key.split(".")
+        actual = getattr(getattr(cfg, section), name)
+        if re.fullmatch(r"-?\d+(\.\d+)?", default):
+            assert actual == float(default), key
+        elif re.fullmatch(r"`[^`]+`", default) and section != "device":
+            assert str(actual) == default.strip("`"), key
+        elif default in ("true", "false"):
+            assert actual is (default == "true"), key
+        else:
+            continue
+        checked += 1
+    assert checked >= 15, "the table parser still finds the defaults"

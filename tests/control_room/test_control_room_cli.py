@@ -104,3 +104,8 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["control-room", "purge", "--db", str(tmp_path / "missing.db"), "--retention-days", "40"]) == 2
     assert "31" in capsys.readouterr().err
+    assert main(["control-room", "listen", "--registry", str(tmp_path / "r.json"), "--key", str(tmp_path / "k")]) == 2
+    assert "no broker configured" in capsys.readouterr().err
+    assert main(["control-room", "listen", "--broker", "mqtt://x:1883", "--ca", "a", "--tls-cert", "b", "--tls-key", "c",
+                 "--registry", str(tmp_path / "r.json"), "--key", str(tmp_path / "k")]) == 2
+    assert "mqtts" in capsys.readouterr().err

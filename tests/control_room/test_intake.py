@@ -173,3 +173,16 @@ def test_retention_deletes_unless_held_and_replays_stay_refused(world):
     assert world.intake.receive(topic(), encode_event(a)).reason == "duplicate_event"
     with pytest.raises(ConfigError, match="31 days"):
         apply_retention(world.store, now, timedelta(days=40), timedelta(days=31))
+
+
+def test_an_internal_error_is_logged_and_the_payload_quarantined(world):
+    class BrokenRegistry:
+        def signing_key(self, device_id):
+            raise RuntimeError("registry backend exploded")
+
+    world.intake.registry = BrokenRegistry()
+    payload = encode_event(event(world))
+    verdict = world.intake.receive(topic(), payload)
+    assert (verdict.accepted, verdict.reason) == (False, "internal_error")
+    assert "exploded" in world.store.rejections()[0].detail
+    assert world.store.quarantined()[0][2] == payload

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import stat
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,18 @@ INSTALL = REPO / "deploy" / "install.py"
 
 @pytest.fixture
 def provisioned(tmp_path) -> Path:
-    ca = pki.create_ca(tmp_path / "ca", "CA")
+    pki.create_ca(tmp_path / "ca", "CA")
     authority = idkeys.init_authority(tmp_path / "authority")
     room = idkeys.init_control_room(tmp_path / "room")
     result = provision_device(
         DeviceSettings("bwv-0001", "mqtt.example"), tmp_path / "dev", tmp_path / "ca", tmp_path / "registry.json",
-        authority.public_key, room.sealing_public, now=datetime(2026, 11, 1, tzinfo=timezone.utc),
+        authority.public_key, room.sealing_public, now=datetime(2026, 11, 1, tzinfo=UTC),
     )
     return result.directory
 
 
 def install(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(INSTALL), "--root", str(root), *extra], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, str(INSTALL), "--root", str(root), *extra], check=False, capture_output=True, text=True, timeout=60)
 
 
 def mode(path: Path) -> int:
@@ -79,6 +80,12 @@ def test_install_into_staging_root_twice(tmp_path, provisioned):
         assert (root / "opt/edge-agent/models" / model.name).read_bytes() == model.read_bytes()
 
     manifest = json.loads((root / "opt/edge-agent/install-manifest.json").read_text())
+    doc = (REPO / "docs/formats/install-manifest.md").read_text()
+    top_table, entry_table = [t.split("\n\n", 1)[0] for t in doc.split("| field |")[1:3]]
+    assert set(manifest) == set(re.findall(r"^\| `([a-z_]+)` \|", top_table, flags=re.MULTILINE)), "top-level fields match the doc"
+    entry_fields = set(re.findall(r"^\| `([a-z_0-9]+)` \|", entry_table, flags=re.MULTILINE))
+    assert all(set(e) in (entry_fields, entry_fields - {"sha256"}) for e in manifest["paths"].values())
+    assert manifest["version"] == 1
     paths = manifest["paths"]
     assert manifest["staging"] is True
     assert manifest["user"]["supplementary_groups"] == ["video"]
@@ -112,6 +119,14 @@ def test_install_restores_modes_and_refuses_to_replace_keys(tmp_path, provisione
     (root / "var/lib/edge-agent").chmod(0o755)
     assert install(root, "--config-dir", str(provisioned)).returncode == 0
     assert mode(key) == 0o600 and mode(root / "var/lib/edge-agent") == 0o700
+
+    # a changed config is installed (config changes are normal; keys are not)
+    cfg = provisioned / "agent.toml"
+    cfg.write_text(cfg.read_text().replace('level = "INFO"', 'level = "DEBUG"'))
+    updated = install(root, "--config-dir", str(provisioned))
+    assert updated.returncode == 0 and "updated /etc/edge-agent/agent.toml" in updated.stdout
+    assert 'level = "DEBUG"' in (root / "etc/edge-agent/agent.toml").read_text()
+    assert mode(root / "etc/edge-agent/agent.toml") == 0o640
 
     key.write_text("a different key\n")
     result = install(root, "--config-dir", str(provisioned))

@@ -5,23 +5,23 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge_agent.agent.config import load_config
-from edge_agent.crypto.keyfiles import public_b64, load_private_key
+from edge_agent.crypto.keyfiles import load_private_key, public_b64
 from edge_agent.errors import ConfigError
 from edge_agent.fleet import pki
 from edge_agent.fleet.provision import DeviceSettings, provision_device, render_config
 from edge_agent.identity import keys as idkeys
 from edge_agent.identity.registry import DeviceRegistry
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 REPO = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def provision(fleet, device_id="bwv-0001", **kw):
 
 
 def test_provision_device_creates_keys_cert_config_and_registers(fleet):
-    tmp, ca, authority, room = fleet
+    tmp, ca, _authority, _room = fleet
     result = provision(fleet)
     out = result.directory
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
@@ -93,7 +93,7 @@ def test_second_device_appends_and_reuse_is_refused(fleet):
     with pytest.raises(ConfigError, match="already exists"):
         provision(fleet, "bwv-0001")
     # same id into a fresh directory: the registry refuses and nothing is left behind
-    tmp_, ca, authority, room = fleet
+    _, ca, authority, room = fleet
     with pytest.raises(ConfigError, match="already in the registry"):
         provision_device(
             DeviceSettings("bwv-0001", "h"), tmp / "elsewhere", ca.cert_path.parent, tmp / "authority" / "registry.json",
@@ -135,7 +135,7 @@ def test_cli_runs_the_whole_flow(tmp_path):
     script = [sys.executable, str(REPO / "deploy" / "provision.py")]
 
     def run(*args):
-        return subprocess.run(script + list(args), capture_output=True, text=True, timeout=60)
+        return subprocess.run(script + list(args), check=False, capture_output=True, text=True, timeout=60)
 
     assert run("ca", "--dir", str(tmp_path / "ca"), "--name", "CLI CA").returncode == 0
     r = run("server-cert", "--ca", str(tmp_path / "ca"), "--out", str(tmp_path / "broker"), "--host", "mqtt.example", "--ip", "127.0.0.1")

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,14 +16,24 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge_agent.audit.log import AuditLog
 from edge_agent.cli.main import main
-from edge_agent.control_room.adjudication import Adjudication, adjudicate, apply_retention, place_hold
+from edge_agent.control_room.adjudication import (
+    Adjudication,
+    adjudicate,
+    apply_retention,
+    place_hold,
+)
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import write_public_key
 from edge_agent.crypto.sealing import seal
-from edge_agent.evaluation.deployment_report import DeploymentReportError, build_report, read_audit, render_html
+from edge_agent.evaluation.deployment_report import (
+    DeploymentReportError,
+    build_report,
+    read_audit,
+    render_html,
+)
 from edge_agent.events.schema import AlertEvent, Candidate
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MODEL = {"detector_sha256": "d" * 64, "aligner": "arcface5/v1", "embedder_sha256": "e" * 64}
 REPO = Path(__file__).resolve().parents[2]
 # The crop stays sealed to the control room; its content does not matter to the report.
@@ -131,10 +141,12 @@ def test_cli_writes_html_and_json_matching_the_format_doc(deployment, tmp_path, 
     assert json.loads(capsys.readouterr().out) == report
     doc = (REPO / "docs" / "formats" / "deployment-report.md").read_text()
     block = doc.split("## Fields", 1)[1].split("\n## ", 1)[0]
-    assert sorted(re.findall(r"^\| `([a-z0-9_]+)` \|", block, flags=re.M)) == sorted(report)
+    assert sorted(re.findall(r"^\| `([a-z0-9_]+)` \|", block, flags=re.MULTILINE)) == sorted(report)
 
     class Sections(HTMLParser):
-        ids: list = []
+        def __init__(self):
+            super().__init__()
+            self.ids = []
 
         def handle_starttag(self, tag, attrs):
             if tag == "section":

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from edge_agent.evaluation import metrics
-from edge_agent.evaluation.calibrate import (CalibrationError, calibrate, choose_scores, max_errors_within,
-                                             parse_budget, searches_needed)
+from edge_agent.evaluation.calibrate import (
+    CalibrationError,
+    calibrate,
+    choose_scores,
+    max_errors_within,
+    parse_budget,
+    searches_needed,
+)
 from edge_agent.evaluation.gate import release_gate
 from edge_agent.evaluation.identification import IdentificationScores
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 GROUPS = ("A", "B", "C")
 
 
@@ -24,7 +30,7 @@ def scores_for(per_group: dict[int, tuple[int, float]], size: int = 1000, seed: 
     tops, groups = [], []
     for code, (count, fpir) in per_group.items():
         s = rng.uniform(0.0, 0.5999, count)
-        hits = rng.choice(count, int(round(fpir * count)), replace=False)
+        hits = rng.choice(count, round(fpir * count), replace=False)
         s[hits] = rng.uniform(0.6, 0.8, len(hits))
         tops.append(s)
         groups.append(np.full(count, code))
@@ -126,3 +132,29 @@ def test_choose_scores_takes_the_next_size_up_and_refuses_extrapolation():
     assert choose_scores(available, 5000).watchlist_size == 10_000
     with pytest.raises(CalibrationError, match="at most 10,000"):
         choose_scores(available, 20_000)
+
+
+@pytest.mark.parametrize("shared_b, passes", [(0.0, True), (0.35, False)])
+def test_gate_through_the_whole_pipeline_on_fair_and_biased_sets(tmp_path, shared_b, passes):
+    """Group B's people are made to look alike (a shared direction in their embeddings): the
+    classic source of demographic false-positive differentials. Same data volume, same threshold."""
+    import json
+
+    from eval_synthetic import make_set
+
+    from edge_agent.evaluation.analysis import (
+        EvaluationSettings,
+        analyse,
+        identification_from_report,
+    )
+    from edge_agent.evaluation.runner import embed_dataset
+
+    s = make_set(tmp_path / "set", [3] * 80 + [1] * 240, shared_b=shared_b)
+    embedded = embed_dataset(s.dataset, s.embed, s.embed, {"test": True})
+    evaluation = analyse(embedded, s.groups, EvaluationSettings(watchlist_sizes=(80,), operating_threshold=0.3), {"root": "x"}, NOW)
+    scores = identification_from_report(json.loads(json.dumps(evaluation.report)))[0]  # the gate works from the saved file
+    result = release_gate(scores, evaluation.group_names, 0.3, budget=0.5)
+    assert result.passed is passes, result.reasons
+    if not passes:
+        assert [t.group for t in result.groups if t.significant] == ["B"]
+        assert evaluation.report["differentials"]["fpir"]["max_ratio"]["group"] == "B"

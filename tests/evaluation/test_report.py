@@ -8,23 +8,31 @@ import json
 import os
 import re
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_synthetic import make_set
 
 from edge_agent.cli.evaluate import EXIT_GATE_FAILED, write_outputs
 from edge_agent.cli.main import main
-from edge_agent.evaluation.analysis import EvaluationSettings, analyse, identification_from_report
-from edge_agent.evaluation.dataset import UNLABELLED_GROUP, DatasetError, load_groups, scan_dataset
+from edge_agent.evaluation.analysis import (
+    EvaluationSettings,
+    analyse,
+    identification_from_report,
+)
+from edge_agent.evaluation.dataset import (
+    UNLABELLED_GROUP,
+    DatasetError,
+    load_groups,
+    scan_dataset,
+)
 from edge_agent.evaluation.embedding_cache import EmbeddingCache, EnrolmentOutcome
 from edge_agent.evaluation.runner import embed_dataset
 
-from eval_synthetic import make_set
-
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MODEL = {"detector_sha256": "d" * 64, "aligner": "test", "embedder_sha256": "e" * 64}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -148,7 +156,7 @@ def test_report_without_groups_has_no_group_section(synthetic, tmp_path):
 def _doc_fields(doc: str, heading: str) -> list[str]:
     text = (REPO / "docs" / "formats" / doc).read_text()
     block = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `([a-z0-9_]+)` \|", block, flags=re.M)
+    return re.findall(r"^\| `([a-z0-9_]+)` \|", block, flags=re.MULTILINE)
 
 
 def test_report_json_fields_match_the_format_doc(synthetic, tmp_path):

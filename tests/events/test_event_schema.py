@@ -176,3 +176,30 @@ def test_crop_is_bound_to_its_event_and_recipient():
         open_crop(sealed, CONTROL_ROOM_KEY, "00000000-0000-4000-8000-000000000000")
     with pytest.raises(SecurityError):
         open_crop(sealed, X25519PrivateKey.generate(), "3f1c2b9e-8d4a-4c6f-9b1e-2a7d5c0e4f61")
+
+
+def test_documented_storage_tables_match_the_databases(tmp_path):
+    import sqlite3
+
+    from edge_agent.control_room.store import AlertStore
+    from edge_agent.events.spool import Spool
+
+    section = DOC.read_text(encoding="utf-8").split("## Storage", 1)[1].split("## Golden example", 1)[0]
+    documented = {}
+    for kind, table, cols in re.findall(r"^\| (spool|store) `([a-z_]+)` \| (.*) \|$", section, re.M):
+        documented[(kind, table)] = re.findall(r"`([a-z_0-9]+)`", cols)
+    Spool(tmp_path / "spool.db").close()
+    AlertStore(tmp_path / "store.db").close()
+    actual = {}
+    for kind, path in (("spool", tmp_path / "spool.db"), ("store", tmp_path / "store.db")):
+        with sqlite3.connect(path) as db:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name != 'meta'"):
+                actual[(kind, table)] = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+    assert documented == actual
+
+
+def test_documented_categories_are_the_closed_list():
+    from edge_agent.watchlist.entry import CATEGORIES
+
+    row = next(line for line in DOC.read_text(encoding="utf-8").splitlines() if line.startswith("| `category` |"))
+    assert re.findall(r"`([a-z_]+)`", row.split("closed list:", 1)[1]) == list(CATEGORIES)

@@ -11,7 +11,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker import CONTROL_ROOM_USER, MosquittoBroker
+from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, MosquittoBroker
 from edge_agent.control_room.intake import AlertIntake, Verdict
 from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
@@ -54,42 +53,10 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str =
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-@dataclass
-class ControlRoom:
-    store: AlertStore
-    key: X25519PrivateKey
-    listener: AlertListener
-    verdicts: list[Verdict] = field(default_factory=list)
-
-    def accepted(self) -> list[Verdict]:
-        return [v for v in list(self.verdicts) if v.accepted]
-
-    def reasons(self) -> list[str]:
-        return [v.reason for v in list(self.verdicts) if not v.accepted]
-
-
-@pytest.fixture
-def control_room(mosquitto: MosquittoBroker, messaging_env, tmp_path):
-    key = load_private_key(messaging_env.control_room_key, X25519PrivateKey)
-    store = AlertStore(tmp_path / "alerts.db")
-    verdicts: list[Verdict] = []
-    intake = AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, store)
-    group = f"cr-{uuid.uuid4().hex[:8]}"  # a fresh share group: no stale sessions from other tests
-    listener = AlertListener(
-        mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=group, session_expiry_s=300,
-        backoff=Backoff(0.05, 0.5), on_verdict=verdicts.append, share_group=group,
-    ).start()
-    assert listener.subscribed.wait(10), listener.last_error
-    room = ControlRoom(store, key, listener, verdicts)
-    yield room
-    listener.stop(end_session=True)
-    store.close()
-
-
-def make_outbox(env, device_id: str, spool: Spool, notify: Callable[[], None] | None) -> AlertOutbox:
+def make_outbox(env, device_id: str, spool: Spool, notify: Callable[[], None] | None, model: dict[str, str] = MODEL) -> AlertOutbox:
     key = load_private_key(env.devices[device_id] / "device_ed25519.key", Ed25519PrivateKey)
     cr_pub = load_private_key(env.control_room_key, X25519PrivateKey).public_key()
-    return AlertOutbox(EventBuilder(DeviceContext(device_id, "dep-test", "wl-1", MODEL), key, cr_pub), spool, notify=notify)
+    return AlertOutbox(EventBuilder(DeviceContext(device_id, "dep-test", "wl-1", model), key, cr_pub), spool, notify=notify)
 
 
 def decision(score: float = 0.81) -> MatchDecision:
@@ -316,3 +283,133 @@ def test_alerts_wait_in_the_spool_while_no_control_room_is_subscribed(mosquitto,
             wait_for(lambda: spool.stats().depth == 0, what="spool drained")
         finally:
             publisher.stop()
+
+
+def test_refused_alerts_stay_in_the_spool_and_telemetry_reports_them(mosquitto, messaging_env, tmp_path):
+    """A publisher whose certificate is cam-01 but which claims to be cam-02 is refused by the ACL;
+    the alerts are kept (counted, visible in telemetry), never silently deleted."""
+    ident = messaging_env.clients[CONTROL_ROOM_USER]
+    watcher, state = raw_client(mosquitto, client_context(messaging_env, ident.cert, ident.key), f"tele-{uuid.uuid4().hex[:6]}")
+    watcher.connect(mosquitto.host, mosquitto.port)
+    wait_for(lambda: watcher.loop(0.05) == 0 and state["connected"], what="watcher connected")
+    watcher.subscribe("lfr/v1/+/telemetry", qos=0)
+    with Spool(tmp_path / "spool.db") as spool:
+        make_outbox(messaging_env, "cam-02", spool, None).raise_alert(decision(), b"\xff\xd8x\xff\xd9", datetime.now(timezone.utc))
+        # cam-01's certificate; the ACL only lets it write under lfr/v1/cam-01/.
+        publisher = AlertPublisher(mosquitto.broker_config("cam-01"), "cam-02", spool, telemetry_interval_s=0.2, backoff=Backoff(0.05, 0.3)).start()
+        try:
+            wait_for(lambda: publisher.state().broker_refused >= 1, what="the broker refusing the alert")
+            assert spool.stats().depth == 1 and publisher.state().acknowledged == 0
+        finally:
+            publisher.stop()
+        # Telemetry from a correctly configured publisher reaches the control room.
+        publisher = AlertPublisher(mosquitto.broker_config("cam-02"), "cam-02", Spool(tmp_path / "s2.db"), telemetry_interval_s=0.2).start()
+        try:
+            wait_for(lambda: watcher.loop(0.05) == 0 and any(m.topic == "lfr/v1/cam-02/telemetry" for m in state["messages"]), what="telemetry")
+        finally:
+            publisher.stop()
+            watcher.disconnect()
+    body = json.loads(next(m for m in state["messages"] if m.topic == "lfr/v1/cam-02/telemetry").payload)
+    assert body["schema"] == "lfr.telemetry/1" and body["device_id"] == "cam-02"
+    assert {"frames", "faces", "alerts", "queue_depth", "spool_dropped_size_limit", "broker_refused"} <= set(body)
+    assert all(isinstance(v, (int, float)) for k, v in body.items() if k not in ("schema", "device_id", "at"))
+
+
+def test_alerts_raised_while_the_listener_is_down_arrive_when_it_returns(mosquitto, messaging_env, tmp_path):
+    """Persistent listener session: the broker queues alerts for it; acknowledged only after commit."""
+    key = load_private_key(messaging_env.control_room_key, X25519PrivateKey)
+    store = AlertStore(tmp_path / "alerts.db")
+    verdicts: list[Verdict] = []
+    group = f"cr-{uuid.uuid4().hex[:8]}"
+
+    def start_listener() -> AlertListener:
+        intake = AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, store)
+        listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=group, session_expiry_s=300,
+                                 backoff=Backoff(0.05, 0.5), on_verdict=verdicts.append, share_group=group).start()
+        assert listener.subscribed.wait(10), listener.last_error
+        return listener
+
+    start_listener().stop()  # subscribes, then goes away with its session kept
+    with Spool(tmp_path / "spool.db") as spool:
+        publisher = AlertPublisher(mosquitto.broker_config("cam-01"), "cam-01", spool, backoff=Backoff(0.05, 0.3)).start()
+        try:
+            outbox = make_outbox(messaging_env, "cam-01", spool, publisher.notify)
+            events = [outbox.raise_alert(decision(), b"\xff\xd8x\xff\xd9", datetime.now(timezone.utc)) for _ in range(5)]
+            wait_for(lambda: spool.stats().depth == 0, what="the broker accepting the alerts for the queued session")
+        finally:
+            publisher.stop()
+    assert verdicts == []
+    listener = start_listener()
+    try:
+        wait_for(lambda: len(verdicts) == 5, what="the queued alerts")
+    finally:
+        listener.stop(end_session=True)
+    assert sorted(v.event_id for v in verdicts if v.accepted) == sorted(e.event_id for e in events)
+    store.close()
+
+
+def test_two_listeners_share_the_load_and_each_alert_is_stored_once(mosquitto, messaging_env, tmp_path):
+    key = load_private_key(messaging_env.control_room_key, X25519PrivateKey)
+    group = f"cr-{uuid.uuid4().hex[:8]}"
+    db = tmp_path / "shared-alerts.db"
+    stores = [AlertStore(db), AlertStore(db)]  # two processes' worth of connections to one store
+    verdicts: list[list[Verdict]] = [[], []]
+    listeners = []
+    for i in range(2):
+        intake = AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, stores[i])
+        listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=f"{group}-{i}", session_expiry_s=300,
+                                 backoff=Backoff(0.05, 0.5), on_verdict=verdicts[i].append, share_group=group).start()
+        assert listener.subscribed.wait(10), listener.last_error
+        listeners.append(listener)
+    try:
+        with Spool(tmp_path / "spool.db") as spool:
+            publisher = AlertPublisher(mosquitto.broker_config("cam-03"), "cam-03", spool, backoff=Backoff(0.05, 0.3)).start()
+            try:
+                outbox = make_outbox(messaging_env, "cam-03", spool, publisher.notify)
+                for _ in range(20):
+                    outbox.raise_alert(decision(), b"\xff\xd8x\xff\xd9", datetime.now(timezone.utc))
+                wait_for(lambda: len(verdicts[0]) + len(verdicts[1]) == 20, what="20 verdicts across both listeners")
+            finally:
+                publisher.stop()
+    finally:
+        for listener in listeners:
+            listener.stop(end_session=True)
+    assert len(verdicts[0]) > 0 and len(verdicts[1]) > 0  # the load was shared
+    assert all(v.accepted for v in verdicts[0] + verdicts[1])
+    assert len(stores[0].alerts()) == 20
+    for store in stores:
+        store.close()
+
+
+def test_a_message_the_store_could_not_commit_is_not_acknowledged_and_comes_back(mosquitto, messaging_env, tmp_path):
+    from edge_agent.control_room.store import StoreError
+
+    class FlakyStore(AlertStore):
+        failures = 1
+
+        def add_alert(self, *args, **kwargs):
+            if self.failures:
+                self.failures -= 1
+                raise StoreError("disk full (simulated)", "free space")
+            return super().add_alert(*args, **kwargs)
+
+    key = load_private_key(messaging_env.control_room_key, X25519PrivateKey)
+    store = FlakyStore(tmp_path / "alerts.db")
+    verdicts: list[Verdict] = []
+    group = f"cr-{uuid.uuid4().hex[:8]}"
+    listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, store),
+                             client_id=group, session_expiry_s=300, backoff=Backoff(0.05, 0.3), on_verdict=verdicts.append, share_group=group).start()
+    try:
+        assert listener.subscribed.wait(10)
+        with Spool(tmp_path / "spool.db") as spool:
+            publisher = AlertPublisher(mosquitto.broker_config("cam-01"), "cam-01", spool, backoff=Backoff(0.05, 0.3)).start()
+            try:
+                event = make_outbox(messaging_env, "cam-01", spool, publisher.notify).raise_alert(decision(), b"\xff\xd8x\xff\xd9", datetime.now(timezone.utc))
+                wait_for(lambda: any(v.accepted for v in verdicts), what="the redelivered alert stored")
+            finally:
+                publisher.stop()
+    finally:
+        listener.stop(end_session=True)
+    assert store.failures == 0 and "disk full" in listener.last_error
+    assert [a.event_id for a in store.alerts()] == [event.event_id]
+    store.close()

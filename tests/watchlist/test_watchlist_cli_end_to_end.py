@@ -142,3 +142,48 @@ def test_lowered_threshold_needs_cli_approval(tmp_path, capsys):
 
 def _fixture(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / "fixtures" / "faces" / name
+
+
+def test_load_and_wipe_with_agent_config(site, capsys, core, fixtures_dir):
+    """``--config agent.toml``: keys, state dir, authority key and detector come from the agent's config;
+    the separately pushed deployment record must be the one the package is bound to."""
+    t = site
+    main(["keys", "init-authority", str(t / "auth")])
+    main(["keys", "init-device", "--id", "cam-01", str(t / "dev"), "--registry", str(t / "registry.json")])
+    main(["deployment", "create", "--spec", str(_spec(t)), "--authority-key", str(t / "auth"), "--out", str(t / "dep.json")])
+    (t / "subjects.csv").write_text(SUBJECTS.splitlines()[0] + "\n" + SUBJECTS.splitlines()[1] + "\n")
+    assert main([
+        "watchlist", "build", "--deployment", str(t / "dep.json"), "--subjects", str(t / "subjects.csv"), "--images", str(t / "images"),
+        "--for-device", "cam-01", "--registry", str(t / "registry.json"), "--authority-key", str(t / "auth"), "--out", str(t / "wl.eawl"),
+        "--detector", "full",
+    ]) == 0
+    (t / "agent.toml").write_text(f"""config_version = 1
+[device]
+id = "cam-01"
+state_dir = "{t / 'state'}"
+signing_key = "{t / 'dev' / 'device_ed25519.key'}"
+watchlist_key = "{t / 'dev' / 'device_x25519.key'}"
+authority_public_key = "{t / 'auth' / 'authority_ed25519.pub'}"
+[hardware]
+profile = "x86-dev"
+[capture]
+source = "{fixtures_dir / 'faces'}"
+[detector]
+model = "full"
+[watchlist]
+package = "{t / 'wl.eawl'}"
+[deployment]
+record = "{t / 'dep.json'}"
+""")
+    capsys.readouterr()
+    assert main(["watchlist", "load", "--config", str(t / "agent.toml")]) == 0, capsys.readouterr().err
+    assert WatchlistStore(t / "state" / "watchlist").read() == (t / "wl.eawl").read_bytes()
+    # a package bound to another deployment record is refused (and the refusal audited)
+    main(["deployment", "create", "--spec", str(_spec(t, deployment_id="DEP-E2E-2")), "--authority-key", str(t / "auth"), "--out", str(t / "dep2.json")])
+    (t / "dep.json").write_bytes((t / "dep2.json").read_bytes())
+    capsys.readouterr()
+    assert main(["watchlist", "load", "--config", str(t / "agent.toml")]) == 2
+    assert "different deployment record" in capsys.readouterr().err
+    assert main(["watchlist", "wipe", "--config", str(t / "agent.toml")]) == 0
+    kinds = [json.loads(line)["kind"] for line in (t / "state" / "audit.log").read_text().splitlines()]
+    assert [k for k in kinds if k != "checkpoint"] == ["watchlist_loaded", "watchlist_refused", "watchlist_wiped"]

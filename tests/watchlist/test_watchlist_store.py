@@ -123,3 +123,13 @@ def test_install_replaces_atomically(world, tmp_path):
     store.install(b)
     assert store.read() == b
     assert [p.name for p in store.directory.iterdir()] == ["watchlist.eawl"]
+
+
+def test_import_file_leaves_no_pushed_copy(world, tmp_path):
+    data, _ = world.pack()
+    pushed = tmp_path / "push" / "current.ewl"
+    pushed.parent.mkdir()
+    pushed.write_bytes(data)
+    store = WatchlistStore(tmp_path / "state" / "watchlist")
+    assert store.import_file(pushed) == store.path
+    assert store.read() == data and not pushed.exists()

@@ -1,13 +1,11 @@
-"""A real Mosquitto broker for tests: TLS with a test CA, client certificates required, per-device ACL.
+"""A local Mosquitto broker with TLS, client certificates and the per-device ACL: for tests and the demo.
 
 ``MosquittoBroker`` starts ``/usr/sbin/mosquitto -c <conf>`` on a free loopback port with
 ``require_certificate true`` and ``use_identity_as_username true`` (the certificate CN is the MQTT
 user), an ACL that lets each device write only ``lfr/v1/<its id>/#`` and the control room read
 ``lfr/v1/#``, and ``persistence true`` so a restart keeps queued QoS 1 messages of persistent
 sessions. ``messaging_env`` provisions the PKI (edge_agent.fleet.pki), device and control-room
-keys and a device registry; ``mosquitto`` is the session-wide pytest fixture.
-
-Self-contained on purpose: it can move to tests/conftest.py unchanged.
+keys and a device registry. Production brokers use deploy/mosquitto/ instead.
 """
 
 from __future__ import annotations
@@ -23,10 +21,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
+from edge_agent.errors import EdgeAgentError
 
-MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 CONTROL_ROOM_USER = "control-room"
+
+
+class BrokerUnavailable(EdgeAgentError):
+    """Mosquitto is not installed or would not start."""
+
+
+def find_mosquitto() -> str | None:
+    """$MOSQUITTO, then PATH, then Debian's /usr/sbin/mosquitto (not on a normal user's PATH)."""
+    for candidate in (os.environ.get("MOSQUITTO"), shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def free_port() -> int:
@@ -116,7 +125,7 @@ def make_messaging_env(root: Path, device_ids: tuple[str, ...] = ("cam-01", "cam
 class MosquittoBroker:
     """One Mosquitto process; ``stop()``/``start()`` keep the port and the persistence dir."""
 
-    def __init__(self, env: MessagingEnv, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, env: MessagingEnv, workdir: Path, port: int | None = None, autosave_interval_s: int = 60) -> None:
         self.env = env
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -138,7 +147,7 @@ class MosquittoBroker:
             "per_listener_settings false\n"
             "persistence true\n"
             f"persistence_location {self.workdir / 'data'}/\n"
-            "autosave_interval 1\n"
+            f"autosave_interval {autosave_interval_s}\n"  # also saved on every clean shutdown
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
@@ -162,19 +171,20 @@ class MosquittoBroker:
     def start(self, timeout_s: float = 10.0) -> "MosquittoBroker":
         if self.proc is not None and self.proc.poll() is None:
             return self
-        if not Path(MOSQUITTO).exists():
-            pytest.skip(f"{MOSQUITTO} not installed (Debian package mosquitto)")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        binary = find_mosquitto()
+        if binary is None:
+            raise BrokerUnavailable("Mosquitto is not installed", "install it: apt-get install mosquitto (Debian, Raspberry Pi OS) or brew install mosquitto")
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace') if self.proc.stderr else ''}\n{self.log_text()}")
+                raise BrokerUnavailable(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace') if self.proc.stderr else ''}\n{self.log_text()}", "see the broker log above; is the port free?")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log_text()}")
+        raise BrokerUnavailable(f"mosquitto did not listen on {self.port}: {self.log_text()}", "check nothing else holds the port")
 
     def stop(self, kill: bool = False) -> None:
         """SIGTERM (Mosquitto saves its persistence file) or SIGKILL."""
@@ -202,15 +212,3 @@ class MosquittoBroker:
         return BrokerConfig.from_url(self.url, self.env.ca_cert, ident.cert, ident.key, keepalive_s=5)
 
 
-@pytest.fixture(scope="session")
-def messaging_env(tmp_path_factory: pytest.TempPathFactory) -> MessagingEnv:
-    return make_messaging_env(tmp_path_factory.mktemp("messaging"), ("cam-01", "cam-02", "cam-03"))
-
-
-@pytest.fixture(scope="session")
-def mosquitto(messaging_env: MessagingEnv, tmp_path_factory: pytest.TempPathFactory):
-    """A session-wide broker. Tests that stop/restart it must leave it running."""
-    broker = MosquittoBroker(messaging_env, tmp_path_factory.mktemp("mosquitto")).start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(broker.workdir / "data", ignore_errors=True)

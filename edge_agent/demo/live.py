@@ -1,0 +1,222 @@
+"""The README's first command: the live agent end to end on bundled material, in one process.
+
+A fresh authority, device and control room; a signed body-worn LFR deployment; a watchlist of two
+public-domain portraits sealed to the device; a sample video of three people walking past (two on
+the watchlist, one not); a local Mosquitto with TLS and client certificates (or, when Mosquitto is
+not installed, in-process delivery of the same signed payloads); and the control-room intake
+printing every alert it verified. Everything lives in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TextIO
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.agent.config import load_config
+from edge_agent.agent.runner import run_agent
+from edge_agent.control_room.intake import AlertIntake, Verdict
+from edge_agent.control_room.listener import AlertListener
+from edge_agent.control_room.store import AlertStore
+from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.demo.scenes import FIXTURE_FACES, write_walk_past_video
+from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
+from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+from edge_agent.events.spool import Spool
+from edge_agent.events.topics import alert_topic
+from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, BrokerUnavailable, MosquittoBroker, make_messaging_env
+from edge_agent.identity.keys import init_authority, load_authority_key
+from edge_agent.identity.registry import DeviceRegistry
+from edge_agent.vision.core import RecognitionCore
+from edge_agent.watchlist.build import build_watchlist, read_subjects_csv
+
+DEVICE_ID = "demo-bwv-01"
+DETECTOR = "both"
+WATCHLIST = [  # subject_ref, category, reference photo (a different photo appears in the video)
+    ("WL-0001", "wanted_by_court", "obama_1.jpg"),
+    ("WL-0002", "missing_vulnerable", "biden_1.jpg"),
+]
+WALKERS = ["astronaut_collins.jpg", "obama_2.jpg", "biden_2.jpg"]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    frames: int
+    alerts_raised: int
+    verified: list[Verdict]
+    rejected: list[Verdict]
+    broker: str
+    alerts_db: Path
+
+
+def _subjects_csv(path: Path) -> Path:
+    today = datetime.now(timezone.utc).date().isoformat()
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["subject_ref", "category", "image", "image_source", "legal_basis", "image_date", "last_review_date", "under_18", "under_18_justification"])
+        for ref, category, image in WATCHLIST:
+            writer.writerow([ref, category, image, "public-domain official portrait (demo)", "demo only: no legal basis", today, today, "no", ""])
+    return path
+
+
+def _agent_toml(path: Path, env, broker: MosquittoBroker | None, video: Path, deployment: Path, package: Path, authority_pub: Path) -> Path:
+    device_dir = env.devices[DEVICE_ID]
+    client = env.clients[DEVICE_ID]
+    mqtt = (
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = true\nca_file = "{env.ca_cert}"\n'
+        f'cert_file = "{client.cert}"\nkey_file = "{client.key}"\nkeepalive = 5\n'
+        if broker
+        else ""
+    )
+    path.write_text(
+        f"""config_version = 1
+[device]
+id = "{DEVICE_ID}"
+state_dir = "{path.parent / 'state'}"
+signing_key = "{device_dir / 'device_ed25519.key'}"
+watchlist_key = "{device_dir / 'device_x25519.key'}"
+authority_public_key = "{authority_pub}"
+[hardware]
+profile = "x86-dev"
+[capture]
+source = "{video}"
+file_mode = "live"
+[detector]
+model = "{DETECTOR}"
+[pipeline]
+alert_cooldown_s = 60.0
+[watchlist]
+package = "{package}"
+[deployment]
+record = "{deployment}"
+{mqtt}[spool]
+path = "{path.parent / 'state' / 'spool.db'}"
+[control_room]
+crop_public_key = "{env.control_room_pub}"
+[telemetry]
+interval_s = 5
+[logging]
+level = "WARNING"
+"""
+    )
+    return path
+
+
+def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True) -> DemoResult:
+    now = datetime.now(timezone.utc)
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say(f"edge-agent demo: the live agent on a sample video (3 people walk past; 2 are on the watchlist)\n  working folder: {workdir}")
+
+    # 1. Identities: fleet PKI, device and control-room keys, registry; the central authority.
+    env = make_messaging_env(workdir / "fleet", (DEVICE_ID,))
+    authority = init_authority(workdir / "authority")
+    authority_key = load_authority_key(authority.signing_key)
+    record = DeploymentRecord(
+        deployment_id="DEMO-LFR-0001", authorising_officer="Supt. Demo (demo)", purpose="demonstration of the agent",
+        legal_basis="none: demonstration data only", location="sample video", location_rationale="bundled public-domain photos",
+        start=now - timedelta(minutes=5), end=now + timedelta(hours=1), dpia_ref="DEMO-DPIA", equality_impact_ref="DEMO-EIA",
+        mode="LFR", platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
+        device_ids=(DEVICE_ID,),
+    )
+    signed = SignedDeployment.sign(record, authority_key)
+    deployment_path = workdir / "deployment.json"
+    signed.save(deployment_path)
+    say(f"[1/5] keys, registry and a signed deployment {record.deployment_id}: body-worn LFR, silent, threshold {record.alert_threshold}, ends {record.end:%H:%M} UTC")
+
+    # 2. The watchlist, built centrally and sealed to the device.
+    core = RecognitionCore.load(detector=DETECTOR)
+    registry = DeviceRegistry.load(env.registry_path)
+    recipient = registry.sealing_key(DEVICE_ID)
+    built = build_watchlist(signed, read_subjects_csv(_subjects_csv(workdir / "subjects.csv")), FIXTURE_FACES, {DEVICE_ID: recipient}, authority_key, core, now)
+    package = workdir / "incoming" / "watchlist.eawl"
+    package.parent.mkdir()
+    package.write_bytes(built.package)
+    say(f"[2/5] watchlist: {len(built.entries)} subjects ({', '.join(e.subject_ref for e in built.entries)}), {len(built.package)} bytes, encrypted to {DEVICE_ID} and signed")
+
+    # 3. Broker and 4. control room.
+    broker = None
+    if use_broker:
+        try:
+            broker = MosquittoBroker(env, workdir / "broker").start()
+        except BrokerUnavailable as exc:
+            say(f"      Mosquitto unavailable ({exc.message}; {exc.hint}).")
+    store = AlertStore(workdir / "control-room" / "alerts.db")
+    verdicts: list[Verdict] = []
+    lock = threading.Lock()
+
+    def on_verdict(verdict: Verdict) -> None:
+        with lock:
+            verdicts.append(verdict)
+        if verdict.accepted:
+            alert = store.alert(verdict.event_id)
+            say(
+                f"  ALERT verified  subject {alert.subject_ref} ({alert.category})  score {alert.score:.3f} >= {alert.threshold:.2f}  "
+                f"device {alert.device_id} seq {alert.seq}  status {alert.status}: a POSSIBLE match for a person to review"
+            )
+        else:
+            say(f"  rejected message: {verdict.reason} ({verdict.detail})")
+
+    control_room_key = load_private_key(env.control_room_key, X25519PrivateKey)
+    intake = AlertIntake(registry, control_room_key, store)
+    listener = None
+    if broker is not None:
+        say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
+        listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict).start()
+        if not listener.subscribed.wait(10):
+            raise BrokerUnavailable(f"the control-room listener could not subscribe: {listener.last_error}", "see the broker log in " + str(broker.log))
+        say("[4/5] control-room listener subscribed (MQTT 5 shared subscription); it verifies signatures and opens crops")
+    else:
+        say("[3/5] no broker: alerts will go from the device spool to the control-room intake in-process (same signed payloads)")
+        say("[4/5] control-room intake ready")
+
+    # 5. The agent itself, on the sample video, paced like a camera.
+    video = write_walk_past_video(workdir / "walk-past.avi", WALKERS)
+    config = load_config(_agent_toml(workdir / "agent.toml", env, broker, video, deployment_path, package, authority.public_key))
+    say(f"[5/5] agent running on {video.name} ({len(WALKERS)} people walk past, 15 fps) ...")
+    try:
+        summary = run_agent(config)
+        if broker is None:
+            with Spool(config.spool.path) as spool:
+                for event in spool.pending(limit=1000):
+                    on_verdict(intake.receive(alert_topic(DEVICE_ID), event.payload))
+        else:
+            _wait_for(lambda: sum(v.accepted for v in verdicts) >= summary.alerts, 15.0)
+    finally:
+        if listener is not None:
+            listener.stop(end_session=True)
+        if broker is not None:
+            broker.stop()
+    accepted = [v for v in verdicts if v.accepted]
+    rejected = [v for v in verdicts if not v.accepted]
+    say(
+        f"\nagent: {summary.frames} frames, {summary.faces} faces, {summary.alerts} alerts raised "
+        f"({summary.dropped_frames} stale frames dropped); control room verified {len(accepted)}, rejected {len(rejected)}.\n"
+        f"Non-matching faces left no trace: only signed alerts with sealed crops reached the spool{' and the broker' if broker else ''}."
+    )
+    if kept:
+        say(
+            f"Review: edge-agent control-room alerts --db {store.path}\n"
+            f"Decide: edge-agent control-room adjudicate EVENT_ID --db {store.path} --decision confirmed|rejected --reviewer NAME --reason TEXT"
+        )
+    else:
+        say("Run with --workdir DIR to keep the keys, audit log and alert store, and adjudicate the alerts yourself.")
+    store.close()
+    return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", store.path)
+
+
+def _wait_for(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+__all__ = ["run_demo", "DemoResult"]
