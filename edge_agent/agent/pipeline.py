@@ -55,6 +55,7 @@ class PipelineCounters:
     matches: int = 0
     alerts: int = 0
     alerts_suppressed: int = 0
+    matches_discarded_at_deployment_end: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=256))
 
     def latency_p50_ms(self) -> float:
@@ -72,6 +73,7 @@ class PipelineCounters:
             "matches": self.matches,
             "alerts": self.alerts,
             "alerts_suppressed": self.alerts_suppressed,
+            "matches_discarded_at_deployment_end": self.matches_discarded_at_deployment_end,
         }
 
 
@@ -121,8 +123,9 @@ class MatchingPipeline:
         self.counters.frames += 1
         t = frame.source_time_s if frame.source_time_s is not None else frame.captured_at.timestamp()
         if not self.watchlist.active(now):
-            # No authority to match: nothing is detected or embedded, and pending alerts are dropped.
+            # No authority to match: nothing is detected or embedded, and matches still settling are dropped.
             self.counters.frames_outside_deployment += 1
+            self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending()
             return 0
         faces = self.core.faces(frame.image)[: self.max_faces_per_frame]
         self.counters.faces += len(faces)
@@ -146,7 +149,10 @@ class MatchingPipeline:
         return raised
 
     def finish(self) -> int:
-        """Raise every match still settling (end of a replay, or shutdown)."""
+        """Raise every match still settling (end of a replay, or shutdown), if matching is still authorised."""
+        if not self.watchlist.active(self._clock()):
+            self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending()
+            return 0
         return self._emit(self.gate.due(float("inf"), flush=True))
 
     def _emit(self, due: list[_PendingAlert]) -> int:

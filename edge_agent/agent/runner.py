@@ -33,6 +33,7 @@ from edge_agent.events.spool import Spool
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.vision.core import RecognitionCore
 from edge_agent.vision.quality import QualityPolicy
+from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.store import WatchlistStore, enforce_retention, load_installed
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -97,12 +98,16 @@ def run_agent(
     spool: Spool | None = None
     try:
         now = clock()
-        if enforce_retention(store, now, audit):
-            log.warning("the stored watchlist's deployment has ended; it was wiped")
         pushed = config.watchlist.package
         if pushed is not None and Path(pushed).is_file():
             # A newly pushed package replaces the stored one; the pushed copy is then destroyed.
             store.import_file(Path(pushed))
+        stored = store.summary()
+        if enforce_retention(store, now, audit):
+            raise WatchlistExpired(
+                f"deployment {stored.deployment_id if stored else '?'} has ended: its watchlist was destroyed and nothing will be matched",
+                "push the signed deployment record and watchlist of a current deployment",
+            )
         core = RecognitionCore.load(
             config.detector.models_dir,
             detector=config.detector.model,

@@ -126,6 +126,12 @@ class AlertGate(Generic[M]):
             self._done = {k for k in self._done if k[0] != track_id}
         return out
 
+    def discard_pending(self) -> int:
+        """Forget every match still settling (the authority to match has ended); returns how many."""
+        count = len(self._pending)
+        self._pending.clear()
+        return count
+
     @property
     def pending_count(self) -> int:
         return len(self._pending)

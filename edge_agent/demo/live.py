@@ -30,7 +30,7 @@ from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.events.spool import Spool
 from edge_agent.events.topics import alert_topic
-from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, BrokerUnavailable, MosquittoBroker, make_messaging_env
+from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, BrokerUnavailable, MessagingEnv, MosquittoBroker, make_messaging_env
 from edge_agent.identity.keys import init_authority, load_authority_key
 from edge_agent.identity.registry import DeviceRegistry
 from edge_agent.vision.core import RecognitionCore
@@ -55,17 +55,17 @@ class DemoResult:
     alerts_db: Path
 
 
-def _subjects_csv(path: Path) -> Path:
+def _subjects_csv(path: Path, watchlist: list[tuple[str, str, str]]) -> Path:
     today = datetime.now(timezone.utc).date().isoformat()
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["subject_ref", "category", "image", "image_source", "legal_basis", "image_date", "last_review_date", "under_18", "under_18_justification"])
-        for ref, category, image in WATCHLIST:
+        for ref, category, image in watchlist:
             writer.writerow([ref, category, image, "public-domain official portrait (demo)", "demo only: no legal basis", today, today, "no", ""])
     return path
 
 
-def _agent_toml(path: Path, env, broker: MosquittoBroker | None, video: Path, deployment: Path, package: Path, authority_pub: Path) -> Path:
+def _agent_toml(path: Path, env: MessagingEnv, broker: MosquittoBroker | None, source: Path, deployment: Path, package: Path, authority_pub: Path, file_mode: str) -> Path:
     device_dir = env.devices[DEVICE_ID]
     client = env.clients[DEVICE_ID]
     mqtt = (
@@ -74,19 +74,20 @@ def _agent_toml(path: Path, env, broker: MosquittoBroker | None, video: Path, de
         if broker
         else ""
     )
+    state = path.parent / "state"
     path.write_text(
         f"""config_version = 1
 [device]
 id = "{DEVICE_ID}"
-state_dir = "{path.parent / 'state'}"
+state_dir = "{state}"
 signing_key = "{device_dir / 'device_ed25519.key'}"
 watchlist_key = "{device_dir / 'device_x25519.key'}"
 authority_public_key = "{authority_pub}"
 [hardware]
 profile = "x86-dev"
 [capture]
-source = "{video}"
-file_mode = "live"
+source = "{source}"
+file_mode = "{file_mode}"
 [detector]
 model = "{DETECTOR}"
 [pipeline]
@@ -96,7 +97,7 @@ package = "{package}"
 [deployment]
 record = "{deployment}"
 {mqtt}[spool]
-path = "{path.parent / 'state' / 'spool.db'}"
+path = "{state / 'spool.db'}"
 [control_room]
 crop_public_key = "{env.control_room_pub}"
 [telemetry]
@@ -108,45 +109,77 @@ level = "WARNING"
     return path
 
 
-def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True) -> DemoResult:
-    now = datetime.now(timezone.utc)
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
-    say(f"edge-agent demo: the live agent on a sample video (3 people walk past; 2 are on the watchlist)\n  working folder: {workdir}")
+@dataclass(frozen=True)
+class DemoSite:
+    """A provisioned demo device: its agent config, the fleet material and the control room's files."""
 
-    # 1. Identities: fleet PKI, device and control-room keys, registry; the central authority.
-    env = make_messaging_env(workdir / "fleet", (DEVICE_ID,))
+    workdir: Path
+    config_path: Path
+    env: MessagingEnv
+    record: DeploymentRecord
+    watchlist_subjects: tuple[str, ...]
+    package_bytes: int
+
+
+def provision_site(
+    workdir: Path,
+    source: str | Path,
+    broker: MosquittoBroker | None = None,
+    watchlist: list[tuple[str, str, str]] = WATCHLIST,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    file_mode: str = "live",
+    env: MessagingEnv | None = None,
+) -> DemoSite:
+    """Authority, device, control room, a signed deployment, a watchlist sealed to the device and the
+    device's agent.toml, all under ``workdir``. ``env`` (fleet PKI, keys, registry) is made if not given;
+    pass the one the broker was started with."""
+    now = datetime.now(timezone.utc)
+    env = env or make_messaging_env(workdir / "fleet", (DEVICE_ID,))
     authority = init_authority(workdir / "authority")
     authority_key = load_authority_key(authority.signing_key)
     record = DeploymentRecord(
         deployment_id="DEMO-LFR-0001", authorising_officer="Supt. Demo (demo)", purpose="demonstration of the agent",
         legal_basis="none: demonstration data only", location="sample video", location_rationale="bundled public-domain photos",
-        start=now - timedelta(minutes=5), end=now + timedelta(hours=1), dpia_ref="DEMO-DPIA", equality_impact_ref="DEMO-EIA",
+        start=start or now - timedelta(minutes=5), end=end or now + timedelta(hours=1), dpia_ref="DEMO-DPIA", equality_impact_ref="DEMO-EIA",
         mode="LFR", platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
         device_ids=(DEVICE_ID,),
     )
     signed = SignedDeployment.sign(record, authority_key)
     deployment_path = workdir / "deployment.json"
     signed.save(deployment_path)
-    say(f"[1/5] keys, registry and a signed deployment {record.deployment_id}: body-worn LFR, silent, threshold {record.alert_threshold}, ends {record.end:%H:%M} UTC")
-
-    # 2. The watchlist, built centrally and sealed to the device.
-    core = RecognitionCore.load(detector=DETECTOR)
     registry = DeviceRegistry.load(env.registry_path)
-    recipient = registry.sealing_key(DEVICE_ID)
-    built = build_watchlist(signed, read_subjects_csv(_subjects_csv(workdir / "subjects.csv")), FIXTURE_FACES, {DEVICE_ID: recipient}, authority_key, core, now)
+    core = RecognitionCore.load(detector=DETECTOR)
+    built = build_watchlist(
+        signed, read_subjects_csv(_subjects_csv(workdir / "subjects.csv", watchlist)), FIXTURE_FACES,
+        {DEVICE_ID: registry.sealing_key(DEVICE_ID)}, authority_key, core, min(now, record.start),
+    )
     package = workdir / "incoming" / "watchlist.eawl"
-    package.parent.mkdir()
+    package.parent.mkdir(exist_ok=True)
     package.write_bytes(built.package)
-    say(f"[2/5] watchlist: {len(built.entries)} subjects ({', '.join(e.subject_ref for e in built.entries)}), {len(built.package)} bytes, encrypted to {DEVICE_ID} and signed")
+    config_path = _agent_toml(workdir / "agent.toml", env, broker, Path(source), deployment_path, package, authority.public_key, file_mode)
+    return DemoSite(workdir, config_path, env, record, tuple(e.subject_ref for e in built.entries), len(built.package))
 
-    # 3. Broker and 4. control room.
+
+def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True) -> DemoResult:
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say(f"edge-agent demo: the live agent on a sample video (3 people walk past; 2 are on the watchlist)\n  working folder: {workdir}")
+    env = make_messaging_env(workdir / "fleet", (DEVICE_ID,))
     broker = None
+    broker_note = ""
     if use_broker:
         try:
             broker = MosquittoBroker(env, workdir / "broker").start()
         except BrokerUnavailable as exc:
-            say(f"      Mosquitto unavailable ({exc.message}; {exc.hint}).")
+            broker_note = f" (Mosquitto unavailable: {exc.message}; {exc.hint})"
+    video = write_walk_past_video(workdir / "walk-past.avi", WALKERS)
+    site = provision_site(workdir, video, broker, env=env)
+    record = site.record
+    say(f"[1/5] keys, registry and a signed deployment {record.deployment_id}: body-worn LFR, silent, threshold {record.alert_threshold}, ends {record.end:%H:%M} UTC")
+    say(f"[2/5] watchlist: {len(site.watchlist_subjects)} subjects ({', '.join(site.watchlist_subjects)}), {site.package_bytes} bytes, encrypted to {DEVICE_ID} and signed")
+
     store = AlertStore(workdir / "control-room" / "alerts.db")
+    registry = DeviceRegistry.load(env.registry_path)
     verdicts: list[Verdict] = []
     lock = threading.Lock()
 
@@ -162,23 +195,20 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
         else:
             say(f"  rejected message: {verdict.reason} ({verdict.detail})")
 
-    control_room_key = load_private_key(env.control_room_key, X25519PrivateKey)
-    intake = AlertIntake(registry, control_room_key, store)
+    intake = AlertIntake(registry, load_private_key(env.control_room_key, X25519PrivateKey), store)
     listener = None
     if broker is not None:
         say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
         listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict).start()
         if not listener.subscribed.wait(10):
-            raise BrokerUnavailable(f"the control-room listener could not subscribe: {listener.last_error}", "see the broker log in " + str(broker.log))
+            raise BrokerUnavailable(f"the control-room listener could not subscribe: {listener.last_error}", f"see the broker log {broker.log}")
         say("[4/5] control-room listener subscribed (MQTT 5 shared subscription); it verifies signatures and opens crops")
     else:
-        say("[3/5] no broker: alerts will go from the device spool to the control-room intake in-process (same signed payloads)")
+        say(f"[3/5] no broker{broker_note}: alerts go from the device spool to the control-room intake in-process (same signed payloads)")
         say("[4/5] control-room intake ready")
 
-    # 5. The agent itself, on the sample video, paced like a camera.
-    video = write_walk_past_video(workdir / "walk-past.avi", WALKERS)
-    config = load_config(_agent_toml(workdir / "agent.toml", env, broker, video, deployment_path, package, authority.public_key))
-    say(f"[5/5] agent running on {video.name} ({len(WALKERS)} people walk past, 15 fps) ...")
+    config = load_config(site.config_path)
+    say(f"[5/5] agent running on {Path(config.capture.source).name} ({len(WALKERS)} people walk past, 15 fps) ...")
     try:
         summary = run_agent(config)
         if broker is None:

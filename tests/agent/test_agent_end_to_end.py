@@ -1,0 +1,114 @@
+"""The live agent end to end: capture -> match -> signed alert -> Mosquitto -> verified at the control room."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from edge_agent.agent.config import load_config
+from edge_agent.agent.runner import run_agent
+from edge_agent.demo.live import DEVICE_ID, provision_site, run_demo
+from edge_agent.demo.scenes import write_walk_past_video
+from edge_agent.events.spool import Spool
+from edge_agent.watchlist.errors import WatchlistExpired
+
+
+def test_demo_delivers_one_verified_alert_per_watchlisted_person(tmp_path, require_mosquitto):
+    out = io.StringIO()
+    result = run_demo(tmp_path, out, use_broker=True)
+    assert result.broker == "mosquitto", out.getvalue()
+    assert result.rejected == []
+    assert result.alerts_raised == 2, out.getvalue()  # two watchlisted people walk past: two alerts, not one per frame
+    assert sorted(v.event_id is not None for v in result.verified) == [True, True]
+    assert "WL-0001" in out.getvalue() and "WL-0002" in out.getvalue()
+
+
+def test_demo_without_broker_hands_the_same_signed_payloads_to_the_intake(tmp_path):
+    result = run_demo(tmp_path, io.StringIO(), use_broker=False)
+    assert result.broker == "in-process"
+    assert len(result.verified) == 2 and result.rejected == []
+
+
+def test_an_ended_deployment_is_refused_and_its_watchlist_destroyed(tmp_path):
+    now = datetime.now(timezone.utc)
+    video = write_walk_past_video(tmp_path / "v.avi", ["biden_2.jpg"], seconds_each=1.0)
+    site = provision_site(tmp_path, video, start=now - timedelta(hours=2), end=now + timedelta(minutes=30), file_mode="every_frame")
+    config = load_config(site.config_path)
+    later = now + timedelta(hours=1)
+    with pytest.raises(WatchlistExpired, match="has ended"):
+        run_agent(config, clock=lambda: later)
+    assert not (config.device.state_dir / "watchlist" / "watchlist.eawl").exists()
+    assert not (tmp_path / "incoming" / "watchlist.eawl").exists()  # the pushed copy was destroyed on import
+    kinds = [json.loads(line)["kind"] for line in (config.device.state_dir / "audit.log").read_text().splitlines()]
+    assert "deployment_ended" in kinds and "watchlist_wiped" in kinds
+    assert not config.spool.path.exists() or Spool(config.spool.path).stats().pending == 0
+
+
+def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path):
+    """A clock that crosses the end mid-run: frames after it are not matched, and a match still
+    settling when the end comes is dropped rather than alerted without authority."""
+    now = datetime.now(timezone.utc)
+    end = now + timedelta(minutes=30)
+    video = write_walk_past_video(tmp_path / "v.avi", ["biden_2.jpg"], seconds_each=2.0)
+    site = provision_site(tmp_path, video, end=end, file_mode="every_frame")
+    config = load_config(site.config_path)
+    calls = iter(range(10_000))
+    # Start-up and the first two frames happen before the end; everything after, past it.
+    clock = lambda: now if next(calls) < 4 else end + timedelta(seconds=1)  # noqa: E731
+    summary = run_agent(config, clock=clock)
+    assert summary.alerts == 0
+    assert summary.frames > 10 and summary.faces >= 1  # the face was seen (and matched) before the end
+    records = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    counts = [r["details"] for r in records if r["kind"] == "faces_processed"]
+    assert sum(c["matches_discarded_at_deployment_end"] for c in counts) == 1
+    outside = sum(c["frames_outside_deployment"] for c in counts)
+    assert summary.frames - 4 <= outside < summary.frames
+
+
+def _recv_all(sock: socket.socket, until: bytes, timeout_s: float) -> list[bytes]:
+    messages: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            messages.append(sock.recv(4096))
+        except TimeoutError:
+            break
+        if messages[-1].startswith(until):
+            break
+    return messages
+
+
+def test_systemd_ready_watchdog_and_clean_sigterm(tmp_path):
+    video = write_walk_past_video(tmp_path / "v.avi", ["obama_2.jpg", "astronaut_collins.jpg"] * 6, seconds_each=2.0)
+    site = provision_site(tmp_path, video, file_mode="live")
+    notify_path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(notify_path)
+    env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="200000")
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli.main", "run", "--config", str(site.config_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = _recv_all(server, b"READY=1", 30)
+        assert first and first[-1].startswith(b"READY=1"), first
+        pings = _recv_all(server, b"never", 1.0)
+        assert b"WATCHDOG=1" in pings, "the frame loop pings the watchdog"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        server.close()
+    assert proc.returncode == 0, err
+    assert "stopped (stopped)" in out
+    records = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    summary = [r for r in records if r["kind"] == "session_summary"]
+    assert summary and summary[-1]["details"]["stopped_because"] == "stopped"
+    assert any(r["kind"] == "faces_processed" for r in records)
