@@ -30,9 +30,9 @@ START = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 MODEL = {"detector_sha256": "d" * 64, "aligner": "bench", "embedder_sha256": "e" * 64}
 
 
-def build(entries: int, per_entry: int, authority: Ed25519PrivateKey, device) -> bytes:
+def build(entries: int, per_entry: int, authority: Ed25519PrivateKey, device, model: dict[str, str] = MODEL, start: datetime = START) -> bytes:
     record = DeploymentRecord(
-        "BENCH-1", "Supt Bench", "benchmark", "n/a", "lab", "benchmark", START, START + timedelta(hours=8),
+        "BENCH-1", "Supt Bench", "benchmark", "n/a", "lab", "benchmark", start, start + timedelta(hours=8),
         "DPIA-B", "EIA-B", "LFR", "fixed", False, 0.6, entries, (device.device_id,),
     )
     rows = [
@@ -43,7 +43,7 @@ def build(entries: int, per_entry: int, authority: Ed25519PrivateKey, device) ->
     templates = rng.standard_normal((entries * per_entry, 128)).astype(np.float32)
     templates /= np.linalg.norm(templates, axis=1, keepdims=True)
     return pack_watchlist(
-        SignedDeployment.sign(record, authority), rows, templates, MODEL, {device.device_id: device.sealing_public}, authority, START - timedelta(hours=1)
+        SignedDeployment.sign(record, authority), rows, templates, model, {device.device_id: device.sealing_public}, authority, start - timedelta(hours=1)
     )
 
 

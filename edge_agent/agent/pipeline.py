@@ -57,9 +57,17 @@ class PipelineCounters:
     alerts_suppressed: int = 0
     matches_discarded_at_deployment_end: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=256))
+    frame_times: deque = field(default_factory=lambda: deque(maxlen=64))
 
-    def latency_p50_ms(self) -> float:
-        return float(np.median(self.latencies_ms)) if self.latencies_ms else 0.0
+    def latency_percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else 0.0
+
+    def fps(self) -> float:
+        """Frames per second over the last 64 frames."""
+        if len(self.frame_times) < 2:
+            return 0.0
+        span = self.frame_times[-1] - self.frame_times[0]
+        return (len(self.frame_times) - 1) / span if span > 0 else 0.0
 
     def counts(self) -> dict[str, int]:
         """Integer counts under the names the audit log and deployment report use ("frames" alone
@@ -121,6 +129,7 @@ class MatchingPipeline:
         started = time.perf_counter()
         now = self._clock()
         self.counters.frames += 1
+        self.counters.frame_times.append(started)
         t = frame.source_time_s if frame.source_time_s is not None else frame.captured_at.timestamp()
         if not self.watchlist.active(now):
             # No authority to match: nothing is detected or embedded, and matches still settling are dropped.

@@ -141,14 +141,15 @@ def run_agent(
             counters = pipeline_ref[0].counters if pipeline_ref else None
             if counters is None:
                 return Telemetry()
-            lat = sorted(counters.latencies_ms) or [0.0]
             return Telemetry(
                 frames=counters.frames,
                 faces=counters.faces,
                 alerts=counters.alerts,
                 dropped_frames=source.dropped,
-                latency_ms_p50=round(lat[len(lat) // 2], 2),
-                latency_ms_p99=round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+                latency_ms_p50=round(counters.latency_percentile_ms(50), 2),
+                latency_ms_p99=round(counters.latency_percentile_ms(99), 2),
+                fps=round(counters.fps(), 2),
+                temperature_c=cpu_temperature_c(),
             )
 
         if broker is not None:

@@ -207,28 +207,38 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
 
 
 def _face_counts(records: Sequence[dict[str, Any]], deployment_id: str) -> dict[str, Any]:
-    """Per device: sum its periodic ``faces_processed`` records if it wrote any, else its session summaries."""
-    per_actor: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for r in records:
-        if r["kind"] in (FACES_KIND, SESSION_KIND) and r["details"].get("deployment_id") == deployment_id:
-            per_actor.setdefault(r.get("actor", ""), {FACES_KIND: [], SESSION_KIND: []})[r["kind"]].append(r["details"])
+    """Add up face counts per device, in log order.
+
+    ``faces_processed`` records (periodic deltas, the last one written at shutdown) always count;
+    a ``session_summary`` counts only for a session that wrote no ``faces_processed`` (older agents),
+    so no session is counted twice and a crashed session still counts up to its last period.
+    """
     totals = {field: 0 for field in COUNT_FIELDS}
-    sources = set()
-    for kinds in per_actor.values():
-        kind = FACES_KIND if kinds[FACES_KIND] else SESSION_KIND
-        sources.add(kind)
-        for details in kinds[kind]:
-            for field in COUNT_FIELDS:
-                value = details.get(field, 0)
-                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                    totals[field] += value
+    sources: set[str] = set()
+    periodic_since_summary: dict[str, bool] = {}
+    for r in records:
+        if r["kind"] not in (FACES_KIND, SESSION_KIND) or r["details"].get("deployment_id") != deployment_id:
+            continue
+        actor = str(r.get("actor", ""))
+        if r["kind"] == FACES_KIND:
+            periodic_since_summary[actor] = True
+        elif periodic_since_summary.get(actor):
+            periodic_since_summary[actor] = False
+            continue  # this session was already counted from its periodic records
+        else:
+            periodic_since_summary[actor] = False
+        sources.add(r["kind"])
+        for field in COUNT_FIELDS:
+            value = r["details"].get(field, 0)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                totals[field] += value
     return {
         "processed": totals["faces"] if sources else None,
         "searched": totals["faces_searched"] if sources else None,
         "rejected_quality": totals["faces_rejected_quality"] if sources else None,
         "frames": totals["frames_processed"] if sources else None,
         "source": "+".join(sorted(sources)) or "none",
-        "devices_reporting": len(per_actor),
+        "devices_reporting": len(periodic_since_summary),
     }
 
 

@@ -52,6 +52,8 @@ class Telemetry:
     dropped_frames: int = 0
     latency_ms_p50: float = 0.0
     latency_ms_p99: float = 0.0
+    fps: float = 0.0
+    temperature_c: float | None = None  # SoC temperature where the board exposes it
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
 
-def test_no_trace_of_non_matching_faces_anywhere(tmp_path, fixtures_dir, request, caplog):
+def test_no_trace_of_non_matching_faces_anywhere(tmp_path, fixtures_dir, request, caplog, monkeypatch):
     try:
         devset = request.getfixturevalue("devset")
     except pytest.skip.Exception:
@@ -69,8 +69,12 @@ def test_no_trace_of_non_matching_faces_anywhere(tmp_path, fixtures_dir, request
     faces_dir = copy_faces(tmp_path / "camera-roll", photos)
     site = provision_site(tmp_path / "site", faces_dir, watchlist=WATCHLIST, file_mode="every_frame")
     config = load_config(site.config_path)
-    temp_root = Path(tempfile.gettempdir())
-    temp_before = {p: p.stat().st_mtime_ns for p in temp_root.rglob("*") if p.is_file() and tmp_path not in p.parents} if temp_root.exists() else {}
+    # The agent's own temp directory (systemd gives it a PrivateTmp): Python's and SQLite's temp files land here.
+    temp_root = tmp_path / "private-tmp"
+    temp_root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp_root))
+    monkeypatch.setenv("SQLITE_TMPDIR", str(temp_root))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
 
     with caplog.at_level(logging.DEBUG):
         summary = run_agent(config)
@@ -89,7 +93,7 @@ def test_no_trace_of_non_matching_faces_anywhere(tmp_path, fixtures_dir, request
 
     blobs = _files(config.device.state_dir)
     assert any(name.endswith("audit.log") for name in blobs) and any("spool" in name for name in blobs)
-    blobs.update({str(p): p.read_bytes() for p in temp_root.rglob("*") if p.is_file() and tmp_path not in p.parents and temp_before.get(p) != p.stat().st_mtime_ns})
+    blobs.update(_files(temp_root))
     blobs["captured log"] = caplog.text.encode()
     assert find_traces(blobs, needles) == []
     # The state directory holds only the encrypted watchlist, the spool and the audit log.

@@ -72,6 +72,8 @@ def deployment(tmp_path):
         dev.append("faces_processed", {"deployment_id": "dep-1", "faces": 3000, "faces_searched": 2800, "faces_rejected_quality": 200, "frames_processed": 9000}, now=recent)
         dev.append("session_summary", {"deployment_id": "dep-1", "faces": 6000, "faces_searched": 5700, "faces_rejected_quality": 300, "frames_processed": 18000}, now=recent)
         dev.append("session_summary", {"deployment_id": "dep-2", "faces": 999, "frames_processed": 1}, now=recent)
+        # an earlier-style session with only a summary (no periodic records) still counts: +500
+        dev.append("session_summary", {"deployment_id": "dep-1", "faces": 500, "faces_searched": 500, "faces_rejected_quality": 0, "frames_processed": 900}, now=recent)
         dev.append("watchlist_wiped", {"reason": "deployment ended", "deployment_id": "dep-1", "package_id": "p1"}, now=NOW)
     # a second device that only writes session summaries
     with AuditLog.open(tmp_path / "cam2.jsonl", None, "device:cam-02") as cam2:
@@ -92,13 +94,13 @@ def test_report_counts_faces_alerts_adjudications_and_retention(deployment):
     sources = [read_audit(deployment["device_log"], deployment["key"].public_key(), 5),
                read_audit(deployment["cam2"]), read_audit(deployment["room_log"])]
     r = build_report("dep-1", sources, deployment["db"], NOW)
-    assert r["faces"]["processed"] == 6000 + 4000 and r["faces"]["source"] == "faces_processed+session_summary"
-    assert r["faces"]["searched"] == 2900 + 2800 + 3900
+    assert r["faces"]["processed"] == 6000 + 500 + 4000 and r["faces"]["source"] == "faces_processed+session_summary"
+    assert r["faces"]["searched"] == 2900 + 2800 + 500 + 3900
     assert r["alerts"]["raised"] == 4 and r["alerts"]["received"] == 3
     assert r["alerts"]["never_received"] == [deployment["events"][3].event_id]
     adj = r["adjudication"]
     assert (adj["confirmed_true"], adj["confirmed_false"], adj["pending"], adj["engaged"], adj["not_engaged"]) == (1, 1, 1, 1, 1)
-    assert r["rates"]["false_alerts_per_face"]["events"] == 1 and r["rates"]["false_alerts_per_face"]["trials"] == 10_000
+    assert r["rates"]["false_alerts_per_face"]["events"] == 1 and r["rates"]["false_alerts_per_face"]["trials"] == 10_500
     assert r["rates"]["false_alerts_per_alert"] == {"events": 1, "trials": 2, "rate": 0.5, "ci95": pytest.approx([0.0945312, 0.9054688], abs=1e-6)}
     ret = r["retention"]
     assert ret["alerts_deleted"] == 1 and ret["alerts_still_stored"] == 2

@@ -229,3 +229,14 @@ def test_embedder_returning_a_bad_vector_is_an_error(tmp_path):
     s = make_set(tmp_path / "set", [2, 2])
     with pytest.raises(ValueError, match="unusable vector"):
         embed_dataset(s.dataset, lambda p: EnrolmentOutcome(np.zeros(128, np.float32)), s.embed, MODEL)
+
+
+def test_several_reference_images_per_subject(tmp_path):
+    s = make_set(tmp_path / "set", [4] * 20 + [2] * 10 + [1] * 20)
+    embedded = embed_dataset(s.dataset, s.embed, s.embed, MODEL, enrol_per_subject=2)
+    assert all(len(v) == 2 for v in embedded.enrolment.values()) and len(embedded.enrolment) == 20  # 2-image people cannot also probe
+    evaluation = analyse(embedded, None, EvaluationSettings(watchlist_sizes=(20,), enrol_per_subject=2), {"root": "x"}, NOW)
+    size = evaluation.report["identification"]["sizes"][0]
+    assert size["watchlist_size"] == 20
+    assert size["mated_probes"] == 20 * 2  # the two images of each not enrolled
+    assert size["nonmated_probes"] == 10 * 2 + 20

@@ -1,0 +1,102 @@
+"""Live-agent benchmark (issue 5): sustained fps of the full pipeline on 640x480 frames with 0-3
+faces and a 10,000-entry watchlist loaded, peak RSS, and start-up to first processed frame of the
+real ``edge-agent run`` process. Prints one Markdown table.
+
+    python benchmarks/pipeline.py [--frames 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from watchlist_load import build  # noqa: E402  (the 10,000-entry package builder)
+
+from edge_agent.agent.pipeline import MatchingPipeline  # noqa: E402
+from edge_agent.capture.frame import Frame  # noqa: E402
+from edge_agent.demo.live import provision_site  # noqa: E402
+from edge_agent.demo.scenes import frame_with_faces, write_walk_past_video  # noqa: E402
+from edge_agent.identity.keys import init_device, load_device_keys  # noqa: E402
+from edge_agent.vision.core import RecognitionCore  # noqa: E402
+from edge_agent.watchlist import loader  # noqa: E402
+
+TARGET_FPS = 30.0
+TARGET_RSS_MB = 300.0
+TARGET_STARTUP_S = 3.0
+
+
+def throughput(core: RecognitionCore, watchlist, faces: int, frames: int) -> float:
+    image = frame_with_faces(faces) if faces else frame_with_faces(1) * 0 + 90
+    now = datetime.now(timezone.utc)
+    pipeline = MatchingPipeline(core, watchlist, watchlist.deployment.alert_threshold, lambda *a: None, lambda: now)
+    for i in range(5):
+        pipeline.process(Frame(image, now, i, i / 30))
+    t0 = time.perf_counter()
+    for i in range(frames):
+        pipeline.process(Frame(image, now, i, i / 30))
+    return frames / (time.perf_counter() - t0)
+
+
+def startup_seconds(workdir: Path) -> float:
+    """Spawn ``edge-agent run`` and time it to systemd READY, which the agent sends after its first frame."""
+    video = write_walk_past_video(workdir / "v.avi", ["obama_2.jpg"], seconds_each=3.0)
+    site = provision_site(workdir / "site", video, file_mode="live")
+    notify = str(workdir / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(notify)
+    server.settimeout(30)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli.main", "run", "--config", str(site.config_path)],
+                            env=dict(os.environ, NOTIFY_SOCKET=notify), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not server.recv(4096).startswith(b"READY=1"):
+            pass
+        return time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        server.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--detector", default="both", choices=["full", "short", "both"])
+    args = parser.parse_args()
+
+    core = RecognitionCore.load(detector=args.detector, threads=2)
+    authority = Ed25519PrivateKey.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        init_device(Path(tmp) / "dev", "bench-01")
+        device = load_device_keys(Path(tmp) / "dev")
+        start = datetime.now(timezone.utc) - timedelta(hours=1)
+        model = core.identity.as_dict()
+        package = build(10_000, 1, authority, device, model=model, start=start)
+        watchlist = loader.load_watchlist(package, device, authority.public_key(), model, datetime.now(timezone.utc))
+        rows = [(f"{n} face(s)", throughput(core, watchlist, n, args.frames)) for n in (0, 1, 2, 3)]
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        startup = startup_seconds(Path(tmp))
+
+    print(f"| 640x480, detector {args.detector}, 2 threads, {len(watchlist.gallery):,}-template watchlist | value | target |")
+    print("|---|---:|---:|")
+    for label, fps in rows:
+        print(f"| pipeline fps, {label} | {fps:.1f} | >= {TARGET_FPS:.0f} |")
+    print(f"| peak RSS (MB), core + 10k watchlist + pipeline | {rss_mb:.0f} | < {TARGET_RSS_MB:.0f} |")
+    print(f"| start-up to first processed frame (s), `edge-agent run` process | {startup:.2f} | < {TARGET_STARTUP_S:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
