@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=("full", "short", "both"), default="both", help="BlazeFace range(s): full, short or both (default both, as the device)")
+    parser.add_argument("--detector", choices=("full", "short", "both"), default="both", help="BlazeFace range(s); use the devices' detector.model (default both)")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads when --workers is 1 (default 2)")
     parser.add_argument("--workers", type=int, default=None,

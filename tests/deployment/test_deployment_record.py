@@ -178,8 +178,7 @@ def test_doc_lists_every_field():
     text = DOCS.read_text()
     documented = re.findall(r"^\| `([a-z_0-9]+)` \|", text, flags=re.M)
     assert set(RECORD_FIELDS) | {"format", "version"} <= set(documented)
-    assert "0.50" in text and "CALIBRATED_DEFAULT_THRESHOLD" in text
-    assert policy.CALIBRATED_DEFAULT_THRESHOLD == 0.50
+    assert f"{policy.CALIBRATED_DEFAULT_THRESHOLD:.2f}" in text and "CALIBRATED_DEFAULT_THRESHOLD" in text
 
 
 def test_signed_but_invalid_record_is_a_security_refusal(authority):
