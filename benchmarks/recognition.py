@@ -92,7 +92,6 @@ def main() -> int:
         gallery = Gallery(templates, [f"s{i // 2}" for i in range(n)])
         probe = templates[n // 3]
         rows.append((f"top-5 search, {n:,} templates", f"{median_ms(lambda: gallery.search(probe, 5), max(5, r // 5)):.2f}", "", ""))
-        del templates, gallery
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS of this process (MB, includes 1M-template gallery)", f"{peak_mb:.0f}", "", ""))

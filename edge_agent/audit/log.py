@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc
+from edge_agent.durable import fsync_dir
 from edge_agent.errors import EdgeAgentError
 
 AUDIT_VERSION = 1
@@ -142,7 +143,7 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot open audit log {path}: {exc.strerror}", "check the state directory exists and is writable") from None
         if created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         try:
             log = cls(path, fd, signing_key, _check_actor(actor), checkpoint_every)
             with log._locked():
@@ -293,11 +294,3 @@ class _Flock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -24,6 +24,8 @@ from edge_agent.evaluation.embedding_cache import (
     EnrolmentOutcome,
 )
 
+from edge_agent.vision.model_files import sha256_file
+
 if TYPE_CHECKING:
     from edge_agent.vision.core import Face, RecognitionCore
 
@@ -75,14 +77,6 @@ class EmbeddedDataset:
 def model_key(model: dict[str, Any]) -> str:
     """Short stable hash of everything that decides an embedding, for the cache key."""
     return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def select_subject_face(faces: list[Face]) -> tuple[Face | None, tuple[str, ...]]:
@@ -212,7 +206,7 @@ def embed_dataset(
     digests: list[str | None] = []
     for image in dataset.images:
         try:
-            digests.append(file_sha256(image.path))
+            digests.append(sha256_file(image.path))
         except OSError:
             digests.append(None)
     tick = (lambda: on_progress(1)) if on_progress is not None else None

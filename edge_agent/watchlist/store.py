@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_agent.audit.log import AuditLog
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.deployment.record import SignedDeployment
+from edge_agent.durable import fsync_dir
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.format import MAGIC, check_magic_and_version
@@ -78,7 +79,7 @@ class WatchlistStore:
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise WatchlistStoreError(f"cannot store the watchlist in {directory}: {exc.strerror}", "check free space and permissions") from None
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return self.path
 
     def import_file(self, source: Path) -> Path:
@@ -93,7 +94,7 @@ class WatchlistStore:
         if source.resolve() != installed.resolve():
             _overwrite(source)
             source.unlink()
-            _fsync_dir(source.parent)
+            fsync_dir(source.parent)
         return installed
 
     def summary(self) -> StoredSummary | None:
@@ -119,7 +120,7 @@ class WatchlistStore:
         try:
             _overwrite(self.path)
             self.path.unlink()
-            _fsync_dir(Path(self.directory))
+            fsync_dir(Path(self.directory))
         except OSError as exc:
             raise WatchlistStoreError(f"cannot wipe {self.path}: {exc.strerror}", "check permissions; the package is still encrypted at rest") from None
         details = {"reason": reason, "package": PACKAGE_NAME}
@@ -203,11 +204,3 @@ def _overwrite(path: Path) -> None:
             fh.write(os.urandom(chunk))
             remaining -= chunk
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -16,7 +16,7 @@ import pytest
 
 from edge_agent.agent.config import load_config
 from edge_agent.agent.runner import run_agent
-from edge_agent.demo.live import DEVICE_ID, provision_site, run_demo
+from edge_agent.demo.live import provision_site, run_demo
 from edge_agent.demo.scenes import write_walk_past_video
 from edge_agent.events.spool import Spool
 from edge_agent.watchlist.errors import WatchlistExpired
