@@ -105,6 +105,7 @@ class WatchlistConfig:
 @dataclass(frozen=True)
 class DeploymentConfig:
     record: Path | None
+    approver_public_keys: tuple[Path, ...]  # pinned keys that may approve a lowered threshold
 
 
 @dataclass(frozen=True)
@@ -284,14 +285,22 @@ class _Table:
             raise self.error(key, value, "must be true or false")
         return value
 
+    def paths(self, key: str, *, must: str = "file") -> tuple[Path, ...]:
+        """A list of paths (default empty), each resolved and checked like :meth:`path`."""
+        values = self._get(key, [])
+        if not isinstance(values, list):
+            raise self.error(key, values, "must be a list of file paths")
+        return tuple(self._resolve(key, value, must, False) for value in values)
+
     def path(self, key: str, default: Any = _REQUIRED, *, must: str = "file", private: bool = False) -> Path | None:
         """A path resolved against the config file's directory; checked when check_files is on.
 
         ``must``: "file" (an existing file), "dir" (an existing directory) or "any" (not checked).
         """
         value = self._get(key, default)
-        if value is None:
-            return None
+        return None if value is None else self._resolve(key, value, must, private)
+
+    def _resolve(self, key: str, value: Any, must: str, private: bool) -> Path:
         if isinstance(value, Path):
             raw = str(value)
         elif isinstance(value, str) and value.strip():
@@ -500,7 +509,7 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
     t.done()
 
     t = table("deployment") or empty("deployment")
-    deployment = DeploymentConfig(record=t.path("record", None, must="any"))
+    deployment = DeploymentConfig(record=t.path("record", None, must="any"), approver_public_keys=t.paths("approver_public_keys"))
     t.done()
 
     mqtt = None

@@ -122,7 +122,8 @@ def run_agent(
         )
         authority = load_public_key(config.device.authority_public_key, Ed25519PublicKey)
         expected = SignedDeployment.load(config.deployment.record) if config.deployment.record is not None else None
-        watchlist = load_installed(store, keys, authority, core.identity, now, audit, expected_deployment=expected)
+        approvers = [load_public_key(path, Ed25519PublicKey) for path in config.deployment.approver_public_keys]
+        watchlist = load_installed(store, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
         deployment = watchlist.deployment
         if config.control_room.crop_public_key is None:
             raise ConfigError("control_room.crop_public_key is not set", "alerts carry the face crop sealed to the control room's X25519 public key")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +16,13 @@ MODELS_ENV = "EDGE_AGENT_MODELS"
 
 
 def default_models_dir() -> Path:
-    """$EDGE_AGENT_MODELS, else the repository's models/ (editable install), else the installed share dir."""
+    """$EDGE_AGENT_MODELS, else the checkout's models/ (editable install); devices name theirs in the
+    config (detector.models_dir: deploy/install.py puts them in /opt/edge-agent/models)."""
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV])
-    candidates = [
-        Path(__file__).resolve().parents[2] / "models",
-        Path(sys.prefix) / "share" / "edge_agent" / "models",
-    ]
-    for candidate in candidates:
-        if (candidate / "manifest.toml").is_file():
-            return candidate
+    checkout = Path(__file__).resolve().parents[2] / "models"
+    if (checkout / "manifest.toml").is_file():
+        return checkout
     raise ModelError(
         "cannot find the models directory (no manifest.toml)",
         f"set {MODELS_ENV} to the folder holding the .tflite files and manifest.toml",

@@ -266,3 +266,13 @@ def test_doc_defaults_match_the_loader(device_dir):
             continue
         checked += 1
     assert checked >= 15, "the table parser still finds the defaults"
+
+
+def test_approver_public_keys_are_a_checked_list_of_paths(device_dir):
+    (device_dir / "keys" / "approver.pub").write_text("placeholder; existence is what the config checks")
+    cfg = load_config(write(device_dir, BASE + '\n[deployment]\napprover_public_keys = ["keys/approver.pub"]\n'))
+    assert cfg.deployment.approver_public_keys == (device_dir / "keys" / "approver.pub",)
+    with pytest.raises(ConfigError, match="deployment.approver_public_keys"):
+        load_config(write(device_dir, BASE + '\n[deployment]\napprover_public_keys = "keys/approver.pub"\n'))
+    with pytest.raises(ConfigError, match="file does not exist"):
+        load_config(write(device_dir, BASE + '\n[deployment]\napprover_public_keys = ["keys/absent.pub"]\n'))
