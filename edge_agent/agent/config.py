@@ -28,7 +28,8 @@ DELEGATES = ("none", "edgetpu")
 FILE_MODES = ("every_frame", "live")
 FRAME_POLICIES = ("latest", "every_frame")
 PIXEL_FORMATS = ("RGB888", "BGR888", "XRGB8888")
-MQTT_PROTOCOLS = ("5", "3.1.1")
+MQTT_PROTOCOLS = ("5",)  # the publisher speaks MQTT 5 (PUBACK reason codes, session expiry)
+TOPIC_PREFIXES = ("lfr/v1",)  # topics format v1 (docs/formats/topics.md)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_RETENTION_DAYS = 31  # policing.md 13: alert data is kept at most 31 days
 
@@ -119,7 +120,6 @@ class MqttConfig:
     topic_prefix: str
     keepalive: int
     protocol: str
-    client_id: str
 
 
 @dataclass(frozen=True)
@@ -525,13 +525,9 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
             ca_file=t.path("ca_file", need),
             cert_file=t.path("cert_file", need),
             key_file=t.path("key_file", need, private=True),
-            topic_prefix=t.string(
-                "topic_prefix", "lfr/v1", pattern=re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*"),
-                allowed="topic levels of letters, digits, '.', '_' or '-' separated by '/', no wildcards or leading/trailing '/'",
-            ),
+            topic_prefix=t.choice("topic_prefix", TOPIC_PREFIXES, "lfr/v1"),
             keepalive=t.integer("keepalive", 60, lo=5, hi=3600),
             protocol=t.choice("protocol", MQTT_PROTOCOLS, "5"),
-            client_id=t.string("client_id", device.id, pattern=DEVICE_ID_PATTERN, allowed="1-64 letters, digits, '.', '_' or '-'"),
         )
         if not tls and not _is_loopback(host):
             raise t.error(
