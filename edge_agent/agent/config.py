@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import ConfigError
+from edge_agent.vision.quality import QualityPolicy
 
 CONFIG_VERSION = 1
 PROFILE_VERSION = 1
@@ -29,7 +30,8 @@ FILE_MODES = ("every_frame", "live")
 FRAME_POLICIES = ("latest", "every_frame")
 PIXEL_FORMATS = ("RGB888", "BGR888", "XRGB8888")
 MQTT_PROTOCOLS = ("5",)  # the publisher speaks MQTT 5 (PUBACK reason codes, session expiry)
-TOPIC_PREFIXES = ("lfr/v1",)  # topics format v1 (docs/formats/topics.md)
+TOPIC_PREFIXES = ("lfr/v1",)
+DEFAULT_QUALITY = QualityPolicy()  # the quality gates' defaults live with the gates  # topics format v1 (docs/formats/topics.md)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_RETENTION_DAYS = 31  # policing.md 13: alert data is kept at most 31 days
 
@@ -486,9 +488,9 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
 
     t = table("quality") or empty("quality")
     quality = QualityConfig(
-        min_face_px=t.integer("min_face_px", 40, lo=8, hi=4096),
-        min_blur=t.number("min_blur", 30.0, lo=0.0, hi=1e6),
-        max_yaw_ratio=t.number("max_yaw_ratio", 0.5, lo=0.0, hi=1.0, lo_open=True),
+        min_face_px=t.integer("min_face_px", int(DEFAULT_QUALITY.min_face_px), lo=8, hi=4096),
+        min_blur=t.number("min_blur", DEFAULT_QUALITY.min_blur, lo=0.0, hi=1e6),
+        max_yaw_ratio=t.number("max_yaw_ratio", DEFAULT_QUALITY.max_yaw, lo=0.0, hi=1.0, lo_open=True),
     )
     t.done()
 

@@ -20,8 +20,8 @@ OFF_FRONTAL = "off_frontal"
 class QualityPolicy:
     min_face_px: float = 40.0  # box width in frame pixels
     min_score: float = 0.6  # detector confidence
-    min_blur: float = 25.0  # Laplacian variance of the aligned 112x112 grey crop
-    max_yaw: float = 0.45  # |nose offset from eye midline| / inter-eye distance
+    min_blur: float = 30.0  # Laplacian variance of the aligned 112x112 grey crop
+    max_yaw: float = 0.5  # |nose offset from eye midline| / inter-eye distance
     max_pitch: float = 0.45  # |nose height between eyes and mouth - 0.5|, a loose nod gate
 
 
