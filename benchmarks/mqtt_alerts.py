@@ -1,6 +1,6 @@
 """Benchmark: signed alerts through a real Mosquitto with mutual TLS (issue 4 target: p99 < 100 ms at 50 alerts/s).
 
-Starts its own broker (tests/broker.py: test CA, client certificates, ACL, persistence), a device
+Starts its own broker (edge_agent.fleet.local_broker: test CA, client certificates, ACL, persistence), a device
 publisher (outbox -> spool -> MQTT) and a control-room listener (verify signature, open crop,
 store in SQLite). Measures:
 
@@ -27,22 +27,19 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from broker import CONTROL_ROOM_USER, MosquittoBroker, make_messaging_env  # noqa: E402
-
-from edge_agent.control_room.intake import AlertIntake, Verdict  # noqa: E402
-from edge_agent.control_room.listener import AlertListener  # noqa: E402
-from edge_agent.control_room.store import AlertStore  # noqa: E402
-from edge_agent.crypto.keyfiles import load_private_key  # noqa: E402
-from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision  # noqa: E402
-from edge_agent.events.crop import crop_face_jpeg  # noqa: E402
-from edge_agent.events.mqtt_client import AlertPublisher  # noqa: E402
-from edge_agent.events.mqtt_connection import Backoff  # noqa: E402
-from edge_agent.events.outbox import AlertOutbox  # noqa: E402
-from edge_agent.events.schema import Candidate  # noqa: E402
-from edge_agent.events.spool import Spool  # noqa: E402
-from edge_agent.identity.registry import DeviceRegistry  # noqa: E402
+from edge_agent.control_room.intake import AlertIntake, Verdict
+from edge_agent.control_room.listener import AlertListener
+from edge_agent.control_room.store import AlertStore
+from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
+from edge_agent.events.crop import crop_face_jpeg
+from edge_agent.events.mqtt_client import AlertPublisher
+from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, MosquittoBroker, make_messaging_env
+from edge_agent.events.mqtt_connection import Backoff
+from edge_agent.events.outbox import AlertOutbox
+from edge_agent.events.schema import Candidate
+from edge_agent.events.spool import Spool
+from edge_agent.identity.registry import DeviceRegistry
 
 TARGET_P99_MS = 100.0
 MODEL = {"detector_sha256": "d" * 64, "aligner": "bench", "embedder_sha256": "e" * 64}
