@@ -21,7 +21,7 @@ from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
 from edge_agent.agent.pipeline import MatchingPipeline
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
-from edge_agent.capture.factory import open_source
+from edge_agent.capture.factory import is_live, open_source
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError
@@ -125,6 +125,7 @@ def run_agent(
         approvers = [load_public_key(path, Ed25519PublicKey) for path in config.deployment.approver_public_keys]
         watchlist = load_installed(store, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
         deployment = watchlist.deployment
+        check_mode(deployment.mode, config.capture.source, config.capture.file_mode)
         if config.control_room.crop_public_key is None:
             raise ConfigError("control_room.crop_public_key is not set", "alerts carry the face crop sealed to the control room's X25519 public key")
         control_room = load_public_key(config.control_room.crop_public_key, X25519PublicKey)
@@ -219,6 +220,27 @@ def run_agent(
             spool.close()
         audit.close()
         notifier.close()
+
+
+def check_mode(mode: str, source: str, file_mode: str) -> None:
+    """LFR authorises live capture only, RFR the search of recordings; OIFR is a per-still request
+    (``edge-agent search``), never a running agent (policing.md 3: the mode is explicit)."""
+    live = is_live(str(source), file_mode)
+    if mode == "LFR" and not live:
+        raise ConfigError(
+            f"the deployment is LFR (live) but capture.source {source} is a recording",
+            "use a camera or stream, or a deployment authorised for RFR (retrospective) search",
+        )
+    if mode == "RFR" and live:
+        raise ConfigError(
+            f"the deployment is RFR (retrospective) but capture.source {source} is live capture",
+            "point capture.source at the recording (a video file with file_mode = 'every_frame', or a folder)",
+        )
+    if mode == "OIFR":
+        raise ConfigError(
+            "the deployment is OIFR (operator-initiated): it authorises comparisons of single stills, not a running agent",
+            "use edge-agent search for an operator-initiated comparison",
+        )
 
 
 def _prompt_wearer(decision: MatchDecision) -> None:

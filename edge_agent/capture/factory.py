@@ -96,6 +96,15 @@ def open_source(
     )
 
 
+def is_live(spec: str, file_mode: FileMode = "every_frame") -> bool:
+    """Whether a source spec is live capture (camera, stream, or a file rehearsed as a camera) rather
+    than a recording searched after the event; the deployment's mode authorises one or the other."""
+    text = spec.strip()
+    if text.startswith(("picamera", "usb:", "/dev/")) or text.lower().startswith(STREAM_SCHEMES):
+        return True
+    return Path(text).is_file() and file_mode == "live"
+
+
 def _int_after(text: str, prefix: str, default: int) -> int:
     rest = text[len(prefix):] if text.startswith(prefix) else ""
     if not rest:

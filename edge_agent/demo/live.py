@@ -142,7 +142,7 @@ def provision_site(
         deployment_id="DEMO-LFR-0001", authorising_officer="Supt. Demo (demo)", purpose="demonstration of the agent",
         legal_basis="none: demonstration data only", location="sample video", location_rationale="bundled public-domain photos",
         start=start or now - timedelta(minutes=5), end=end or now + timedelta(hours=1), dpia_ref="DEMO-DPIA", equality_impact_ref="DEMO-EIA",
-        mode="LFR", platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
+        mode="LFR" if file_mode == "live" else "RFR", platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
         device_ids=(DEVICE_ID,),
     )
     signed = SignedDeployment.sign(record, authority_key)

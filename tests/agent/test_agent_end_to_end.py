@@ -112,3 +112,23 @@ def test_systemd_ready_watchdog_and_clean_sigterm(tmp_path):
     summary = [r for r in records if r["kind"] == "session_summary"]
     assert summary and summary[-1]["details"]["stopped_because"] == "stopped"
     assert any(r["kind"] == "faces_processed" for r in records)
+
+
+@pytest.mark.parametrize(
+    "mode, source, file_mode, message",
+    [
+        ("LFR", "folder", "every_frame", "is a recording"),
+        ("RFR", "usb:0", "every_frame", "is live capture"),
+        ("RFR", "video", "live", "is live capture"),
+        ("OIFR", "folder", "every_frame", "operator-initiated"),
+    ],
+)
+def test_the_deployment_mode_decides_which_sources_may_be_matched(tmp_path, mode, source, file_mode, message):
+    from edge_agent.agent.runner import check_mode
+    from edge_agent.errors import ConfigError
+
+    paths = {"folder": tmp_path, "video": write_walk_past_video(tmp_path / "v.avi", ["biden_2.jpg"], seconds_each=0.2)}
+    with pytest.raises(ConfigError, match=message):
+        check_mode(mode, str(paths.get(source, source)), file_mode)
+    check_mode("RFR", str(tmp_path), "every_frame")  # a recording under RFR is allowed
+    check_mode("LFR", str(paths["video"]), "live")  # a file rehearsed as a camera counts as live
