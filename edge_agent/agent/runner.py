@@ -137,12 +137,22 @@ def run_agent(
         spool = Spool(config.spool.path, config.spool.max_bytes, timedelta(days=config.spool.max_age_days), on_drop=audit_spool_drop(audit), clock=clock)
         broker = _broker(config)
         source = open_source(config.capture)
-        pipeline_ref: list[MatchingPipeline] = []
+        # The outbox wakes the publisher, which does not exist yet: a closure resolves it at call time.
+        outbox = AlertOutbox(builder, spool, audit, notify=lambda: publisher.notify() if publisher else None)
+        pipeline = MatchingPipeline(
+            core,
+            watchlist,
+            deployment.alert_threshold,
+            outbox.raise_alert,
+            clock,
+            tracker=FaceTracker(config.pipeline.track_iou, config.pipeline.track_max_age_s),
+            gate=AlertGate(settle_s=ALERT_SETTLE_S, cooldown_s=config.pipeline.alert_cooldown_s),
+            max_faces_per_frame=config.pipeline.max_faces_per_frame,
+            local_alert=None if deployment.silent else (on_alert or _prompt_wearer),
+        )
 
         def telemetry() -> Telemetry:
-            counters = pipeline_ref[0].counters if pipeline_ref else None
-            if counters is None:
-                return Telemetry()
+            counters = pipeline.counters
             return Telemetry(
                 frames=counters.frames,
                 faces=counters.faces,
@@ -156,19 +166,6 @@ def run_agent(
 
         if broker is not None:
             publisher = AlertPublisher(broker, config.device.id, spool, telemetry=telemetry, telemetry_interval_s=config.telemetry.interval_s, clock=clock).start()
-        outbox = AlertOutbox(builder, spool, audit, notify=publisher.notify if publisher else None)
-        pipeline = MatchingPipeline(
-            core,
-            watchlist,
-            deployment.alert_threshold,
-            outbox.raise_alert,
-            clock,
-            tracker=FaceTracker(config.pipeline.track_iou, config.pipeline.track_max_age_s),
-            gate=AlertGate(settle_s=ALERT_SETTLE_S, cooldown_s=config.pipeline.alert_cooldown_s),
-            max_faces_per_frame=config.pipeline.max_faces_per_frame,
-            local_alert=None if deployment.silent else (on_alert or _prompt_wearer),
-        )
-        pipeline_ref.append(pipeline)
         previous = _install_sigterm(stop)
         reason = "source ended"
         last_retention = last_counts = time.monotonic()
