@@ -82,7 +82,7 @@ def _alerts_from_store(alerts_db: Path, deployment_id: str) -> list[dict[str, An
     """This deployment's alerts still in the control-room store, each with its final adjudication."""
     if not Path(alerts_db).is_file():
         raise DeploymentReportError(f"control-room database {alerts_db} not found", "pass the control room's alert store with --alerts-db")
-    with AlertStore(alerts_db) as store:
+    with AlertStore(alerts_db, read_only=True) as store:
         rows = []
         for alert in store.alerts():
             if alert.deployment_id != deployment_id:

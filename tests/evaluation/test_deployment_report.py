@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -22,7 +24,7 @@ from edge_agent.control_room.adjudication import (
     apply_retention,
     place_hold,
 )
-from edge_agent.control_room.store import AlertStore
+from edge_agent.control_room.store import AlertStore, StoreError
 from edge_agent.crypto.keyfiles import write_public_key
 from edge_agent.crypto.sealing import seal
 from edge_agent.evaluation.deployment_report import (
@@ -161,3 +163,17 @@ def test_cli_writes_html_and_json_matching_the_format_doc(deployment, tmp_path, 
     # keys must pair with logs
     assert main(["report", "--deployment", "dep-1", "--audit", str(deployment["device_log"]), "--audit", str(deployment["room_log"]),
                  "--audit-pub", str(deployment["pub"]), "--alerts-db", str(deployment["db"]), "--out", str(out)]) == 2
+
+
+def test_report_reads_the_alert_store_without_changing_it(deployment):
+    """An evidence copy must come out of the report byte for byte as it went in."""
+    db = deployment["db"]
+    with sqlite3.connect(db) as conn:  # fold the WAL into the main file, as in a copied evidence file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    build_report("dep-1", [read_audit(deployment["device_log"])], db, NOW)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    with AlertStore(db, read_only=True) as store, pytest.raises((StoreError, sqlite3.OperationalError), match="readonly|read-only|read only"):
+        store.hold(deployment["events"][2].event_id, "must not be written", "tester", NOW)
+    with pytest.raises(StoreError, match="does not exist"):
+        AlertStore(db.with_name("absent.sqlite"), read_only=True)
