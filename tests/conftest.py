@@ -8,13 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.fleet.local_broker import BrokerUnavailable, MessagingEnv, MosquittoBroker, make_messaging_env
+from edge_agent.fleet.local_broker import BrokerUnavailable, MessagingEnv, MosquittoBroker, find_mosquitto, make_messaging_env
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 DEVSET_ENV = "EDGE_AGENT_DEVSET"
 REQUIRE_DEVSET_ENV = "EDGE_AGENT_REQUIRE_DEVSET"
 REQUIRE_BROKER_ENV = "EDGE_AGENT_REQUIRE_BROKER"
+
+
+def missing(message: str, require_env: str) -> None:
+    """Skip a test whose external dependency is absent, or fail it where ``require_env`` = 1 (CI),
+    so a missing dev set or broker there is a failure, never a silent skip."""
+    if os.environ.get(require_env) == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def devset_path() -> Path:
@@ -32,10 +40,7 @@ def devset() -> Path:
     EDGE_AGENT_REQUIRE_DEVSET=1 so that its absence there is a failure, not a silent skip."""
     path = devset_path()
     if not (path / "manifest.csv").is_file():
-        message = f"dev set not found at {path} (set {DEVSET_ENV} to its folder)"
-        if os.environ.get(REQUIRE_DEVSET_ENV) == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"dev set not found at {path} (set {DEVSET_ENV} to its folder)", REQUIRE_DEVSET_ENV)
     return path
 
 
@@ -58,9 +63,16 @@ def start_broker(env: MessagingEnv, workdir: Path) -> MosquittoBroker:
     try:
         return MosquittoBroker(env, workdir).start()
     except BrokerUnavailable as exc:
-        if os.environ.get(REQUIRE_BROKER_ENV) == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing(str(exc), REQUIRE_BROKER_ENV)
+
+
+@pytest.fixture
+def require_mosquitto() -> str:
+    """Mosquitto's path, for tests that start their own broker (the demo)."""
+    path = find_mosquitto()
+    if path is None:
+        missing(str(BrokerUnavailable("Mosquitto is not installed", "apt-get install mosquitto")), REQUIRE_BROKER_ENV)
+    return path
 
 
 @pytest.fixture(scope="session")

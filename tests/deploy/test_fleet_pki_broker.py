@@ -19,9 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.errors import SecurityError
 from edge_agent.fleet import pki
+from edge_agent.fleet.local_broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-MOSQUITTO = Path("/usr/sbin/mosquitto")
 
 
 def openssl_verify(ca: Path, cert: Path, purpose: str) -> subprocess.CompletedProcess[str]:
@@ -60,19 +60,8 @@ def test_ca_server_and_client_certificates(tmp_path):
 
 
 # --- the broker template ----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def broker(tmp_path):
-    if not MOSQUITTO.exists():
-        message = "mosquitto is not installed (apt install mosquitto)"
-        if os.environ.get("EDGE_AGENT_REQUIRE_BROKER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+def broker(tmp_path, require_mosquitto):
     ca = pki.create_ca(tmp_path / "ca", "Fleet CA")
     server = pki.issue_server_cert(ca, tmp_path / "srv", ["localhost"], ["127.0.0.1"])
     port = free_port()
@@ -93,7 +82,7 @@ def broker(tmp_path):
     # run as the test's own user (as root, mosquitto would otherwise switch to "mosquitto" and lose access to tmp_path)
     conf += f"\nuser {pwd.getpwuid(os.getuid()).pw_name}\n"
     (tmp_path / "mosquitto.conf").write_text(conf)
-    proc = subprocess.Popen([str(MOSQUITTO), "-c", str(tmp_path / "mosquitto.conf")], stderr=subprocess.PIPE)
+    proc = subprocess.Popen([require_mosquitto, "-c", str(tmp_path / "mosquitto.conf")], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while True:
         assert proc.poll() is None, proc.stderr.read().decode()
