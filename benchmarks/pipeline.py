@@ -29,6 +29,7 @@ from edge_agent.demo.live import provision_site  # noqa: E402
 from edge_agent.demo.scenes import frame_with_faces, write_walk_past_video  # noqa: E402
 from edge_agent.identity.keys import init_device, load_device_keys  # noqa: E402
 from edge_agent.vision.core import RecognitionCore  # noqa: E402
+from edge_agent.vision.cpu_profile import read_cpu_profile  # noqa: E402
 from edge_agent.watchlist import loader  # noqa: E402
 
 TARGET_FPS = 30.0
@@ -88,6 +89,7 @@ def main() -> int:
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         startup = startup_seconds(Path(tmp))
 
+    print(f"Machine: {read_cpu_profile().summary()}\n")
     print(f"| 640x480, detector {args.detector}, 2 threads, {len(watchlist.gallery):,}-template watchlist | value | target |")
     print("|---|---:|---:|")
     for label, fps in rows:

@@ -18,6 +18,7 @@ import numpy as np
 from edge_agent.demo.scenes import frame_with_faces
 from edge_agent.vision.alignment import align_face
 from edge_agent.vision.core import RecognitionCore
+from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.detector import BlazeFaceDetector
 from edge_agent.vision.model_files import ModelManifest, default_models_dir
 from edge_agent.vision.peer import PeerPipeline, load_reference_sface
@@ -96,6 +97,8 @@ def main() -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS of this process (MB, includes 1M-template gallery)", f"{peak_mb:.0f}", "", ""))
 
+    # int8 only pays off with an int8 dot-product instruction: say which machine this was.
+    print(f"Machine: {read_cpu_profile().summary()}\n")
     print(f"| measurement (ms unless stated; median of 3 passes x {r}, {args.threads} threads) | ours | peer (OpenCV YuNet + SFace) | ours/peer |")
     print("|---|---:|---:|---:|")
     for row in rows:

@@ -6,6 +6,7 @@ goes through this class, so enrolment and matching always use the same detector 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.vision.alignment import ALIGNER_ID, align_face
+from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.detector import BlazeFaceDetector, Detection, merge_detections
 from edge_agent.vision.embedder import Embedder
 from edge_agent.vision.model_files import ModelManifest, default_models_dir
@@ -28,6 +30,8 @@ DETECTOR_MODELS = {
 }
 DETECTOR_CHOICES = ("full", "short", "both")
 EMBEDDER_MODELS = ["sface_int8"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class RecognitionCore:
         embedder_file = manifest.resolve(manifest.first_available(EMBEDDER_MODELS))
         embedder = Embedder(LiteRTModel(embedder_file.path, threads, delegate))
         identity = ModelIdentity("+".join(hashes), ALIGNER_ID, embedder_file.sha256)
+        # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
+        log.info("models %s on %s", "+".join(d.model.path.name for d in detectors) + " + " + embedder_file.path.name, read_cpu_profile().summary())
         return cls(detectors, embedder, identity, quality or QualityPolicy())
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:

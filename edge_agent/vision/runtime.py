@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.errors import ModelError
+from edge_agent.vision.native_stderr import without_runtime_banner
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
@@ -56,10 +57,11 @@ class LiteRTModel:
         if delegate not in ("none", "edgetpu"):
             raise ModelError(f"unknown delegate {delegate!r}", "use 'none' or 'edgetpu'")
         try:
-            self._interp = module.Interpreter(
-                model_path=str(path), num_threads=threads, experimental_delegates=delegates
-            )
-            self._interp.allocate_tensors()
+            with without_runtime_banner():
+                self._interp = module.Interpreter(
+                    model_path=str(path), num_threads=threads, experimental_delegates=delegates
+                )
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load model {path.name}: {exc}", "the file may be corrupt; rebuild or reinstall it") from None
         self.path = path

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from common import MODELS_DIR, WORK_DIR
+from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.peer import PeerPipeline
 
 
@@ -51,6 +52,7 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
+    print(f"Machine: {read_cpu_profile().summary()}")
     peer = PeerPipeline()
     crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3)).astype(np.uint8)
     peer_ms = _best_median_ms(lambda: peer.embed(crop), args.repeats, args.passes)
