@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_agent.demo.scenes import frame_with_faces
+from edge_agent.demo.scenes import background, frame_with_faces, portrait_tile
 from edge_agent.vision.alignment import align_face
 from edge_agent.vision.core import RecognitionCore
 from edge_agent.vision.cpu_profile import read_cpu_profile
@@ -23,6 +23,7 @@ from edge_agent.vision.detector import BlazeFaceDetector
 from edge_agent.vision.model_files import ModelManifest, default_models_dir
 from edge_agent.vision.peer import PeerPipeline, load_reference_sface
 from edge_agent.vision.runtime import LiteRTModel
+from edge_agent.vision.tiling import TileGrid
 from edge_agent.watchlist.gallery import Gallery
 
 
@@ -62,6 +63,15 @@ def main() -> int:
     ours_det = median_ms(lambda: ours.detect(one), r)
     peer_det = median_ms(lambda: peer.detect(one), r)
     rows.append(("detector (ours: full range; peer: YuNet int8)", f"{ours_det:.2f}", f"{peer_det:.2f}", f"{ours_det / peer_det:.2f}"))
+
+    # Distant faces in HD frames: whole frame only vs overlapping tiles (edge_agent/vision/tiling.py).
+    hd = background(1280, 720, 5).copy()
+    far = round(46 / 0.52)  # a 46 px face (obama_2's face is 52 % of its portrait tile)
+    hd[100 : 100 + far, 200 : 200 + far] = portrait_tile("obama_2.jpg", far)
+    for grid in ("1x1", "2x2"):
+        tiled = RecognitionCore.load(detector="full", threads=args.threads, tiles=TileGrid.parse(grid))
+        label = f"detector full range, 1280x720, tiles {grid} (46 px face found: {'yes' if tiled.detect(hd) else 'no'})"
+        rows.append((label, f"{median_ms(lambda: tiled.detect(hd), r):.2f}", "", ""))
 
     # Embedders, per face.
     detection = max(ours.detect(one), key=lambda d: d.score)

@@ -19,6 +19,7 @@ from typing import Any
 
 from edge_agent.errors import ConfigError
 from edge_agent.vision.quality import QualityPolicy
+from edge_agent.vision.tiling import TileGrid
 
 CONFIG_VERSION = 1
 PROFILE_VERSION = 1
@@ -82,6 +83,7 @@ class DetectorConfig:
     model: str
     min_score: float
     models_dir: Path | None  # None: the recognition core's default (the checkout's models/)
+    tiles: TileGrid  # 1x1: whole frame only
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,13 @@ class _Table:
         if value not in choices:
             raise self.error(key, value, f"must be one of {', '.join(repr(c) for c in choices)}")
         return value
+
+    def tiles(self, key: str) -> TileGrid:
+        value = self._get(key, "1x1")
+        try:
+            return TileGrid.parse(value)
+        except ConfigError as exc:
+            raise self.error(key, value, "must be COLSxROWS, each 1 to 4", exc.hint) from None
 
     def integer(self, key: str, default: Any = _REQUIRED, *, lo: int, hi: int) -> int:
         value = self._get(key, default)
@@ -483,6 +492,7 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
         min_score=t.number("min_score", 0.5, lo=0.0, hi=1.0, lo_open=True),
         # not checked here: the model loader verifies the files against models/manifest.toml
         models_dir=t.path("models_dir", None, must="any"),
+        tiles=t.tiles("tiles"),
     )
     t.done()
 

@@ -119,6 +119,7 @@ def run_agent(
                 max_yaw=config.quality.max_yaw_ratio,
             ),
             detection_threshold=config.detector.min_score,
+            tiles=config.detector.tiles,
         )
         authority = load_public_key(config.device.authority_public_key, Ed25519PublicKey)
         expected = SignedDeployment.load(config.deployment.record) if config.deployment.record is not None else None

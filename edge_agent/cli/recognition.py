@@ -20,6 +20,7 @@ from edge_agent.errors import EdgeAgentError, ImageError
 from edge_agent.vision.core import DETECTOR_CHOICES, Face, RecognitionCore
 from edge_agent.vision.enrolment import enrol_image
 from edge_agent.vision.image_io import is_image_file, read_image
+from edge_agent.vision.tiling import TileGrid
 from edge_agent.watchlist.gallery import Gallery
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
@@ -54,11 +55,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTOR_CHOICES, default="both", help="BlazeFace range(s) to run (default both)")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tiles", default="1x1", metavar="COLSxROWS", help="also detect on overlapping tiles, for distant faces in HD footage (e.g. 2x2 for 720p, 3x2 for 1080p; default 1x1)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _core(args: argparse.Namespace) -> RecognitionCore:
-    return RecognitionCore.load(args.models, detector=args.detector, threads=args.threads)
+    return RecognitionCore.load(args.models, detector=args.detector, threads=args.threads, tiles=TileGrid.parse(args.tiles))
 
 
 def face_record(face: Face) -> dict:

@@ -20,6 +20,7 @@ from edge_agent.vision.embedder import Embedder
 from edge_agent.vision.model_files import ModelManifest, default_models_dir
 from edge_agent.vision.quality import QualityPolicy, QualityVerdict, assess
 from edge_agent.vision.runtime import LiteRTModel
+from edge_agent.vision.tiling import TileGrid, cut_by_inner_edge, to_frame
 
 __all__ = ["Detection", "Face", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES"]
 
@@ -59,11 +60,14 @@ class Face:
 
 
 class RecognitionCore:
-    def __init__(self, detectors: list[BlazeFaceDetector], embedder: Embedder, identity: ModelIdentity, quality: QualityPolicy) -> None:
+    def __init__(
+        self, detectors: list[BlazeFaceDetector], embedder: Embedder, identity: ModelIdentity, quality: QualityPolicy, tiles: TileGrid | None = None
+    ) -> None:
         self.detectors = detectors
         self.embedder = embedder
         self.identity = identity
         self.quality = quality
+        self.tiles = tiles or TileGrid()
 
     @classmethod
     def load(
@@ -74,6 +78,7 @@ class RecognitionCore:
         delegate: str = "none",
         quality: QualityPolicy | None = None,
         detection_threshold: float = 0.5,
+        tiles: TileGrid | None = None,
     ) -> "RecognitionCore":
         if detector not in DETECTOR_CHOICES:
             raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
@@ -90,11 +95,18 @@ class RecognitionCore:
         identity = ModelIdentity("+".join(hashes), ALIGNER_ID, embedder_file.sha256)
         # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
         log.info("models %s on %s", "+".join(d.model.path.name for d in detectors) + " + " + embedder_file.path.name, read_cpu_profile().summary())
-        return cls(detectors, embedder, identity, quality or QualityPolicy())
+        return cls(detectors, embedder, identity, quality or QualityPolicy(), tiles)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Every detector over the whole frame and, when tiling is on, over each tile; the same
+        face seen more than once is merged (weighted by score)."""
         found = [d for detector in self.detectors for d in detector.detect(image_bgr)]
-        return merge_detections(found) if len(self.detectors) > 1 else found
+        height, width = image_bgr.shape[:2]
+        for region in self.tiles.regions(width, height):
+            tile = image_bgr[region.y : region.y + region.height, region.x : region.x + region.width]
+            for detector in self.detectors:
+                found.extend(to_frame(d, region) for d in detector.detect(tile) if not cut_by_inner_edge(d.box, region, width, height))
+        return merge_detections(found) if len(self.detectors) > 1 or self.tiles.enabled else found
 
     def faces(self, image_bgr: np.ndarray, embed_rejected: bool = False, keep_aligned: bool = False, with_mirror: bool = False) -> list[Face]:
         """All faces in a frame, each with its quality verdict; only faces that pass (or all, when

@@ -64,3 +64,20 @@ def test_search_a_video_reports_frame_times(tmp_path, fixtures_dir, capsys):
     text = capsys.readouterr().out
     assert "possible matches, not identifications" in text
     assert "00:00:0" in text and "CASE-2" in text and "CASE-1" not in text
+
+
+def test_tiles_find_a_distant_face_in_hd_footage_and_bad_tiles_are_refused(tmp_path, capsys):
+    from edge_agent.demo.scenes import background, portrait_tile
+
+    frame = background(1280, 720, 5).copy()
+    size = round(46 / 0.52)  # obama_2's face is 52 % of its portrait tile: a 46 px face at 720p
+    frame[100 : 100 + size, 200 : 200 + size] = portrait_tile("obama_2.jpg", size)
+    image = tmp_path / "far.png"
+    cv2.imwrite(str(image), frame)
+    counts = {}
+    for tiles in ("1x1", "2x2"):
+        assert main(["detect", str(image), "--detector", "full", "--tiles", tiles, "--json"]) == 0
+        counts[tiles] = len(json.loads(capsys.readouterr().out)["faces"])
+    assert counts == {"1x1": 0, "2x2": 1}
+    assert main(["detect", str(image), "--tiles", "9x9"]) != 0
+    assert "COLSxROWS" in capsys.readouterr().err

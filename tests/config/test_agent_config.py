@@ -99,11 +99,13 @@ def test_minimal_config_resolves_paths_profile_and_defaults(device_dir):
 def test_overrides_beat_the_profile(device_dir):
     text = BASE.replace('profile = "pi4"', 'profile = "pi4"\nthreads = 2\ndelegate = "edgetpu"')
     text = text.replace('source = "usb:0"', 'source = "usb:0"\nwidth = 1920\nheight = 1080\nfps = 25')
-    text += '\n[detector]\nmodel = "both"\n'
+    text += '\n[detector]\nmodel = "both"\ntiles = "3x2"\n'
     cfg = load_config(write(device_dir, text))
     assert (cfg.hardware.threads, cfg.hardware.delegate) == (2, "edgetpu")
     assert (cfg.capture.width, cfg.capture.height, cfg.capture.fps) == (1920, 1080, 25.0)
     assert cfg.detector.model == "both"
+    assert (cfg.detector.tiles.cols, cfg.detector.tiles.rows) == (3, 2)
+    assert load_config(write(device_dir, BASE)).detector.tiles.enabled is False
 
 
 @pytest.mark.parametrize(
@@ -117,6 +119,7 @@ def test_overrides_beat_the_profile(device_dir):
         (('profile = "pi4"', 'profile = "pi4"\ndelegate = "gpu"'), "hardware.delegate = 'gpu'", "'none', 'edgetpu'"),
         (('source = "usb:0"', 'source = "usb:0"\nfps = 0'), "capture.fps = 0", "greater than 0.0"),
         (("[control_room]", "[detector]\nmodel = \"huge\"\n[control_room]"), "detector.model = 'huge'", "'full', 'short', 'both'"),
+        (("[control_room]", "[detector]\ntiles = \"8x8\"\n[control_room]"), "detector.tiles = '8x8'", "COLSxROWS, each 1 to 4"),
         (("[control_room]", "[spool]\nmax_age_days = 90\n[control_room]"), "spool.max_age_days = 90", "to 31"),
         (("[control_room]", "[logging]\nlevel = \"LOUD\"\n[control_room]"), "logging.level = 'LOUD'", "DEBUG, INFO"),
         (("[mqtt]", '[mqtt]\ntopic_prefix = "lfr/#"'), "mqtt.topic_prefix = 'lfr/#'", "one of 'lfr/v1'"),
