@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edge_agent.vision.alignment import CROP_SIZE
@@ -36,4 +37,4 @@ class Embedder:
         return l2_normalise(vector)
 
     def _raw(self, aligned_rgb: np.ndarray) -> np.ndarray:
-        return self.model.run(self._lut[aligned_rgb][None])[0].reshape(-1)
+        return self.model.run(cv2.LUT(np.ascontiguousarray(aligned_rgb), self._lut)[None])[0].reshape(-1)
