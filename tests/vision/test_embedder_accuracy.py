@@ -82,3 +82,48 @@ def test_int8_embedder_stays_close_to_the_fp32_reference(dev_faces, record_prope
     record_property("int8_fp32_mean_cosine", float(cosines.mean()))
     assert cosines.mean() >= 0.99
     assert cosines.min() >= 0.95
+
+
+def _pair_scores(identities: list[str], embeddings: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Genuine and impostor scores over all photo pairs; a genuine pair with a photo whose face was
+    not found scores -inf (a miss), so failures to detect count against a pipeline."""
+    genuine, impostor = [], []
+    for (id_a, emb_a), (id_b, emb_b) in itertools.combinations(zip(identities, embeddings), 2):
+        score = float(emb_a @ emb_b) if emb_a is not None and emb_b is not None else -np.inf
+        if id_a == id_b:
+            genuine.append(score)
+        elif np.isfinite(score):
+            impostor.append(score)
+    return np.array(genuine), np.array(impostor)
+
+
+@pytest.mark.devset
+def test_dev_set_ours_at_least_as_accurate_as_the_opencv_peer(core, devset, record_property):
+    """The brief's claim, checked on every run: our pipeline (BlazeFace, 4-point alignment, int8
+    SFace) verifies the dev set at least as well as OpenCV's own (YuNet, alignCrop, fp32 SFace),
+    detection failures included. The peer gets its best setting here: at YuNet's default score
+    0.9 it misses 29 of these 204 tightly cropped photos (TAR 0.69); at 0.5 it finds them all."""
+    from edge_agent.vision.peer import PeerPipeline
+
+    peer = PeerPipeline(score_threshold=0.5)
+    rows = list(csv.DictReader(open(devset / "manifest.csv")))
+    ids, ours, theirs = [], [], []
+    for row in rows:
+        image = read_image(devset / row["path"])
+        ids.append(row["identity"])
+        face = _best_face(core, image)
+        ours.append(face.embedding if face is not None else None)
+        found = peer.detect(image)
+        best = max(found, key=lambda d: (d.box[2] - d.box[0]) * d.score) if found else None
+        theirs.append(peer.embed(peer.align_crop(image, best)) if best is not None else None)
+    results = {}
+    for name, embeddings in (("ours", ours), ("peer", theirs)):
+        genuine, impostor = _pair_scores(ids, embeddings)
+        results[name] = {far: tar_at_far(genuine, impostor, far)[0] for far in (0.01, 0.001)}
+        results[name]["missed"] = sum(e is None for e in embeddings)
+    print(f"\ndev set, {len(rows)} photos: {results}")
+    for name, figures in results.items():
+        record_property(f"{name}_tar_at_far_0.1pct", figures[0.001])
+    assert results["ours"]["missed"] <= results["peer"]["missed"]
+    assert results["ours"][0.01] >= results["peer"][0.01]
+    assert results["ours"][0.001] >= results["peer"][0.001]
