@@ -100,6 +100,10 @@ class PipelineConfig:
     alert_cooldown_s: float
     frame_policy: str
     max_faces_per_frame: int
+    idle_fps: float  # live sources, no face for idle_after_s: process at most this rate (0: off)
+    idle_after_s: float
+    hot_temperature_c: float  # SoC at or above this: process at most hot_fps (0: off)
+    hot_fps: float
 
 
 @dataclass(frozen=True)
@@ -511,6 +515,10 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
         alert_cooldown_s=t.number("alert_cooldown_s", 60.0, lo=0.0, hi=86400.0),
         frame_policy=t.choice("frame_policy", FRAME_POLICIES, "latest"),
         max_faces_per_frame=t.integer("max_faces_per_frame", 10, lo=1, hi=100),
+        idle_fps=t.number("idle_fps", 5.0, lo=0.0, hi=240.0),
+        idle_after_s=t.number("idle_after_s", 2.0, lo=0.1, hi=600.0),
+        hot_temperature_c=t.number("hot_temperature_c", 75.0, lo=40.0, hi=110.0),
+        hot_fps=t.number("hot_fps", 2.0, lo=0.0, hi=240.0),
     )
     t.done()
 

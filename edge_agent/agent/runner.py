@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edge_agent.agent.config import AgentConfig
 from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
+from edge_agent.agent.pacing import FramePacer, PacingPolicy
 from edge_agent.agent.pipeline import MatchingPipeline
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
@@ -58,6 +59,7 @@ class RunSummary:
     dropped_frames: int
     stopped_because: str
     startup_s: float
+    skipped_for_power: int = 0  # live frames not looked at while idle or hot (edge_agent/agent/pacing.py)
 
 
 def _device_keys(config: AgentConfig) -> DeviceKeys:
@@ -180,11 +182,21 @@ def run_agent(
                 audit.append("faces_processed", {"deployment_id": deployment.deployment_id, **delta})
                 reported.update(current)
 
+        pacer = _pacer(config)
         startup_s = 0.0
         try:
             with source:
                 for frame in source.frames():
+                    if pacer is not None and startup_s and not pacer.should_process():
+                        notifier.watchdog()
+                        if stop.is_set():
+                            reason = "stopped"
+                            break
+                        continue
+                    faces_before = pipeline.counters.faces
                     pipeline.process(frame)
+                    if pacer is not None:
+                        pacer.observed(pipeline.counters.faces - faces_before)
                     if not startup_s:
                         startup_s = time.monotonic() - started
                         notifier.ready(f"matching for deployment {deployment.deployment_id}")
@@ -209,8 +221,12 @@ def run_agent(
         if reason == "deployment ended":
             enforce_retention(store, clock(), audit)
         counters = pipeline.counters
-        audit.append("session_summary", {"deployment_id": deployment.deployment_id, **counters.counts(), "dropped_frames": source.dropped, "stopped_because": reason})
-        return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s)
+        skipped = pacer.skipped if pacer is not None else 0
+        audit.append(
+            "session_summary",
+            {"deployment_id": deployment.deployment_id, **counters.counts(), "dropped_frames": source.dropped, "skipped_for_power": skipped, "stopped_because": reason},
+        )
+        return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s, skipped)
     finally:
         if publisher is not None:
             publisher.stop()
@@ -218,6 +234,15 @@ def run_agent(
             spool.close()
         audit.close()
         notifier.close()
+
+
+def _pacer(config: AgentConfig) -> FramePacer | None:
+    """Live capture only: a recording being searched must be searched frame by frame."""
+    p = config.pipeline
+    policy = PacingPolicy(p.idle_fps, p.idle_after_s, p.hot_temperature_c, p.hot_fps)
+    if not policy.enabled or not is_live(str(config.capture.source), config.capture.file_mode):
+        return None
+    return FramePacer(policy, temperature=cpu_temperature_c)
 
 
 def check_mode(mode: str, source: str, file_mode: str) -> None:

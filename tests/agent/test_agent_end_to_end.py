@@ -132,3 +132,32 @@ def test_the_deployment_mode_decides_which_sources_may_be_matched(tmp_path, mode
         check_mode(mode, str(paths.get(source, source)), file_mode)
     check_mode("RFR", str(tmp_path), "every_frame")  # a recording under RFR is allowed
     check_mode("LFR", str(paths["video"]), "live")  # a file rehearsed as a camera counts as live
+
+
+def test_a_live_camera_idles_between_people_and_still_alerts_on_each(tmp_path):
+    """4 s of empty scene between two watchlisted people: the agent processes only ~5 fps of it
+    (battery), yet both people, who appear after the idle stretch, are alerted on."""
+    import cv2
+
+    from edge_agent.demo.scenes import background, walk_past_frames
+
+    path = tmp_path / "patrol.avi"
+    fps = 15.0
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    frames = list(walk_past_frames(["obama_2.jpg"], fps=fps, seconds_each=1.0))
+    frames += [background(640, 480, 9000 + i) for i in range(int(4 * fps))]
+    frames += list(walk_past_frames(["biden_2.jpg"], fps=fps, seconds_each=1.0))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    site = provision_site(tmp_path, path, file_mode="live")
+    text = site.config_path.read_text().replace("[pipeline]\n", "[pipeline]\nidle_fps = 5.0\nidle_after_s = 1.0\n")
+    site.config_path.write_text(text)
+    summary = run_agent(load_config(site.config_path))
+    assert summary.alerts == 2
+    # ~3 s of the empty stretch at 5 fps instead of 15: about 30 frames skipped
+    assert 20 <= summary.skipped_for_power <= 45, summary
+    assert summary.frames + summary.skipped_for_power + summary.dropped_frames <= len(frames)
+    audit = [json.loads(line) for line in (load_config(site.config_path).device.state_dir / "audit.log").read_text().splitlines()]
+    session = [r for r in audit if r["kind"] == "session_summary"][-1]
+    assert session["details"]["skipped_for_power"] == summary.skipped_for_power
