@@ -270,7 +270,7 @@ class _Table:
         try:
             return TileGrid.parse(value)
         except ConfigError as exc:
-            raise self.error(key, value, "must be COLSxROWS, each 1 to 4", exc.hint) from None
+            raise self.error(key, value, "must be COLSxROWS, each 1 to 4, or auto", exc.hint) from None
 
     def integer(self, key: str, default: Any = _REQUIRED, *, lo: int, hi: int) -> int:
         value = self._get(key, default)

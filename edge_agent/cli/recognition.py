@@ -55,7 +55,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTOR_CHOICES, default="both", help="BlazeFace range(s) to run (default both)")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tiles", default="1x1", metavar="COLSxROWS", help="also detect on overlapping tiles, for distant faces in HD footage (e.g. 2x2 for 720p, 3x2 for 1080p; default 1x1)")
+    parser.add_argument("--tiles", default="1x1", metavar="COLSxROWS", help="also detect on overlapping tiles, for distant faces in HD footage (2x2 for 720p, 3x2 for 1080p, or auto by frame size; default 1x1)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

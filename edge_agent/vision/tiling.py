@@ -34,36 +34,52 @@ class Region:
     height: int
 
 
+BASE_FRAME = (640, 480)  # the frame size a single whole-frame pass covers down to ~45 px faces
+
+
 @dataclass(frozen=True)
 class TileGrid:
+    """``cols`` x ``rows`` tiles; ``auto`` picks them per frame so each tile is about 640x480."""
+
     cols: int = 1
     rows: int = 1
+    auto: bool = False
     overlap: float = DEFAULT_OVERLAP
 
     @classmethod
     def parse(cls, text: str) -> "TileGrid":
-        """``"1x1"`` (off), ``"2x2"``, ``"3x2"`` ... columns x rows, each 1 to 4."""
+        """``"1x1"`` (off), ``"2x2"``, ``"3x2"`` ... columns x rows, each 1 to 4; or ``"auto"``."""
+        if str(text).strip() == "auto":
+            return cls(auto=True)
         match = re.fullmatch(r"\s*(\d)\s*x\s*(\d)\s*", str(text))
         if not match or not all(1 <= int(n) <= MAX_TILES_PER_SIDE for n in match.groups()):
             raise ConfigError(
-                f"detector tiles {text!r} is not COLSxROWS with 1 to {MAX_TILES_PER_SIDE} each",
-                "use 1x1 (no tiling) for 640x480, 2x2 for 720p, 3x2 for 1080p",
+                f"detector tiles {text!r} is not COLSxROWS with 1 to {MAX_TILES_PER_SIDE} each, or auto",
+                "use 1x1 (no tiling) for 640x480, 2x2 for 720p, 3x2 for 1080p, or auto to choose by frame size",
             )
         return cls(int(match.group(1)), int(match.group(2)))
 
     @property
     def enabled(self) -> bool:
-        return self.cols * self.rows > 1
+        return self.auto or self.cols * self.rows > 1
 
     def __str__(self) -> str:
-        return f"{self.cols}x{self.rows}"
+        return "auto" if self.auto else f"{self.cols}x{self.rows}"
+
+    def grid_for(self, width: int, height: int) -> tuple[int, int]:
+        if not self.auto:
+            return self.cols, self.rows
+        def fit(length: int, base: int) -> int:
+            return max(1, min(MAX_TILES_PER_SIDE, round(length / base)))
+        return fit(width, BASE_FRAME[0]), fit(height, BASE_FRAME[1])
 
     def regions(self, width: int, height: int) -> list[Region]:
-        """Overlapping tiles covering the frame; empty when tiling is off."""
-        if not self.enabled:
+        """Overlapping tiles covering the frame; empty when tiling is off (or auto on a small frame)."""
+        cols, rows = self.grid_for(width, height)
+        if cols * rows == 1:
             return []
-        xs, tile_w = _spans(width, self.cols, self.overlap)
-        ys, tile_h = _spans(height, self.rows, self.overlap)
+        xs, tile_w = _spans(width, cols, self.overlap)
+        ys, tile_h = _spans(height, rows, self.overlap)
         return [Region(x, y, tile_w, tile_h) for y in ys for x in xs]
 
 

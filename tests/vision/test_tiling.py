@@ -17,9 +17,17 @@ FACE_RATIO = {"obama_2.jpg": 0.52, "biden_1.jpg": 0.33}  # face width / portrait
 def test_grid_parsing_and_refusals():
     assert TileGrid.parse("1x1").enabled is False
     assert (TileGrid.parse(" 3 x 2 ").cols, TileGrid.parse("3x2").rows) == (3, 2)
-    for bad in ("0x1", "5x1", "2", "axb", "2x2x2", ""):
+    for bad in ("0x1", "5x1", "2", "axb", "2x2x2", "", "automatic"):
         with pytest.raises(ConfigError, match="COLSxROWS"):
             TileGrid.parse(bad)
+
+
+@pytest.mark.parametrize("size,grid", [((640, 480), (1, 1)), ((800, 600), (1, 1)), ((1280, 720), (2, 2)), ((1920, 1080), (3, 2)), ((3840, 2160), (4, 4))])
+def test_auto_tiles_keep_each_tile_about_640x480(size, grid):
+    auto = TileGrid.parse("auto")
+    assert auto.enabled and str(auto) == "auto"
+    assert auto.grid_for(*size) == grid
+    assert len(auto.regions(*size)) == (0 if grid == (1, 1) else grid[0] * grid[1])
 
 
 @pytest.mark.parametrize("grid,size", [("2x2", (1280, 720)), ("3x2", (1920, 1080)), ("4x3", (1001, 777)), ("2x1", (640, 480))])
