@@ -24,6 +24,7 @@ from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
 from edge_agent.capture.factory import is_live, open_source
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
+from edge_agent.deployment.policy import cited_calibration, describe_threshold
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
@@ -128,6 +129,8 @@ def run_agent(
         approvers = [load_public_key(path, Ed25519PublicKey) for path in config.deployment.approver_public_keys]
         watchlist = load_installed(store, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
         deployment = watchlist.deployment
+        threshold_note = describe_threshold(deployment)
+        (log.warning if cited_calibration(deployment) is None else log.info)(threshold_note)
         check_mode(deployment.mode, config.capture.source, config.capture.file_mode)
         if config.control_room.crop_public_key is None:
             raise ConfigError("control_room.crop_public_key is not set", "alerts carry the face crop sealed to the control room's X25519 public key")

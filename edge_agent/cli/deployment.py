@@ -1,17 +1,34 @@
-"""``edge-agent deployment``: author, sign, approve and inspect deployment records."""
+"""``edge-agent deployment``: author, sign, approve, inspect and verify deployment records.
+
+``create --calibration REPORT`` cites the calibration the threshold rests on; it is refused unless
+the report fits the deployment (same models as the device runs, watchlist cap within the size
+calibrated for, budget no looser than the authorised one). ``verify --calibration REPORT``
+re-checks a cited report byte for byte.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_agent.crypto.canonical import canonical_json
-from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD, check_record, needs_threshold_approval
+from edge_agent.deployment.calibration import read_calibration_report
+from edge_agent.deployment.policy import (
+    CALIBRATED_DEFAULT_THRESHOLD,
+    calibrated_default,
+    check_calibration,
+    check_record,
+    cited_calibration,
+    describe_threshold,
+    needs_threshold_approval,
+)
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError, SecurityError
 from edge_agent.identity.keys import load_approver_key, load_approver_public, load_authority_key, load_authority_public
 
 
@@ -23,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", type=Path, required=True, help="JSON object with the fields in docs/formats/deployment.md")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--authority-key", type=Path, help="sign now (authority key file or directory)")
+    p.add_argument("--calibration", type=Path, help="calibration report (edge-agent calibrate --out) the threshold rests on")
+    _add_model_options(p)
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("sign", help="sign a record created without --authority-key")
@@ -31,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_sign)
 
-    p = sub.add_parser("approve", help=f"add an approver's signature (needed when the threshold is below {CALIBRATED_DEFAULT_THRESHOLD})")
+    p = sub.add_parser("approve", help=f"add an approver's signature (needed below the calibrated default: the cited calibration's threshold, else {CALIBRATED_DEFAULT_THRESHOLD})")
     p.add_argument("deployment", type=Path)
     p.add_argument("--approver-key", type=Path, required=True)
     p.add_argument("--out", type=Path, help="default: update the file in place")
@@ -45,6 +64,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("verify", help="verify a signed deployment: signature, approval, and the calibration it cites")
+    p.add_argument("deployment", type=Path)
+    p.add_argument("--authority-pub", type=Path, required=True, help="pinned authority public key")
+    p.add_argument("--approver-pub", type=Path, action="append", default=[], help="pinned approver public key (repeatable)")
+    p.add_argument("--calibration", type=Path, help="the cited calibration report: refused unless it is byte for byte the one cited")
+    p.add_argument("--check-models", action="store_true", help="also check the cited calibration's models against --models/--detector")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_verify)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="models folder the devices run (default: the bundled models)")
+    parser.add_argument("--detector", choices=("full", "short", "both"), default="both",
+                        help="the devices' detector.model (default both); a calibration holds only for the same models")
+
+
+def _device_models(args: argparse.Namespace) -> dict[str, str]:
+    from edge_agent.vision.core import ModelFiles
+
+    return ModelFiles.resolve(args.models, args.detector).identity.as_dict()
+
+
+def _spec_record(path: Path) -> DeploymentRecord:
+    """The spec as a record: ``false_alert_budget`` may be written like 1/6000; a calibration only comes from --calibration."""
+    doc = _read_json(path)
+    if isinstance(doc, dict):
+        if "calibration" in doc:
+            raise ConfigError(f"{path} states a calibration section", "cite the report file instead: deployment create --calibration REPORT")
+        budget = doc.get("false_alert_budget")
+        if isinstance(budget, str):
+            from edge_agent.evaluation.calibrate import parse_budget
+
+            doc = {**doc, "false_alert_budget": parse_budget(budget).rate}
+    return DeploymentRecord.from_json(doc, fill_defaults=True)
+
 
 def _write_new(path: Path, data: bytes) -> None:
     try:
@@ -55,18 +109,20 @@ def _write_new(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _read_record(path: Path, fill_defaults: bool) -> DeploymentRecord:
+def _read_json(path: Path) -> object:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} not found", "check the path") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}", "fix the file") from None
-    return DeploymentRecord.from_json(doc, fill_defaults=fill_defaults)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    record = _read_record(args.spec, fill_defaults=True)
+    record = _spec_record(args.spec)
+    if args.calibration:
+        record = dataclasses.replace(record, calibration=read_calibration_report(args.calibration))
+        check_calibration(record, _device_models(args))
     if args.authority_key:
         signed = SignedDeployment.sign(record, load_authority_key(args.authority_key))
         _write_new(args.out, signed.to_bytes() + b"\n")
@@ -74,13 +130,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     else:
         _write_new(args.out, canonical_json(record.to_json()) + b"\n")
         print(f"deployment record {record.deployment_id} -> {args.out} (unsigned; run: edge-agent deployment sign)")
+    _print_threshold(record)
     if needs_threshold_approval(record):
-        print(f"note: threshold {record.alert_threshold} < calibrated default {CALIBRATED_DEFAULT_THRESHOLD}: an approver must sign (edge-agent deployment approve)")
+        print(f"note: threshold {record.alert_threshold} < calibrated default {calibrated_default(record)}: an approver must sign (edge-agent deployment approve)")
     return 0
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    record = _read_record(args.record, fill_defaults=False)
+    record = DeploymentRecord.from_json(_read_json(args.record))
+    check_calibration(record, None)
     signed = SignedDeployment.sign(record, load_authority_key(args.authority_key))
     _write_new(args.out, signed.to_bytes() + b"\n")
     print(f"signed deployment {record.deployment_id} -> {args.out}")
@@ -122,6 +180,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         record = signed.unverified_record()
         checks.append("authority signature: NOT CHECKED (pass --authority-pub)")
+    checks.append(describe_threshold(record))
     doc = record.to_json()
     if args.json:
         print(json.dumps({"record": doc, "approvals": len(signed.approvals), "checks": checks}, indent=2))
@@ -133,3 +192,38 @@ def cmd_show(args: argparse.Namespace) -> int:
         for line in checks:
             print(line)
     return status
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Every check or a refusal with its reason: exit 0 only when the record and its evidence hold."""
+    signed = SignedDeployment.load(args.deployment)
+    authority_pub = load_authority_public(args.authority_pub)
+    record = signed.verify(authority_pub)
+    print(f"deployment {record.deployment_id} (record version {record.version}): authority signature valid")
+    if needs_threshold_approval(record):
+        if not signed.threshold_approved([load_approver_public(p) for p in args.approver_pub], authority_pub):
+            raise SecurityError(
+                f"threshold {record.alert_threshold} is below the calibrated default {calibrated_default(record)} and no pinned approver signed it",
+                "pass the approver's --approver-pub, or have an approver sign: edge-agent deployment approve",
+            )
+        print(f"threshold approval: valid (threshold {record.alert_threshold} < calibrated default {calibrated_default(record)})")
+    citation = cited_calibration(record)
+    check_calibration(record, _device_models(args) if args.check_models else None)
+    if args.calibration is not None:
+        if citation is None:
+            raise ConfigError(f"deployment {record.deployment_id} cites no calibration report, so {args.calibration} cannot be checked against it",
+                              "its threshold rests on the provisional default; issue a record with deployment create --calibration")
+        if not citation.matches_file(args.calibration):
+            raise SecurityError(
+                f"calibration report {args.calibration} is not the one deployment {record.deployment_id} cites "
+                f"(sha256 differs from {citation.report_sha256}): it was altered, or it is another report",
+                "obtain the exact report file the deployment was created with",
+            )
+        print(f"calibration report {args.calibration}: sha256 matches the citation")
+    _print_threshold(record)
+    return 0
+
+
+def _print_threshold(record: DeploymentRecord) -> None:
+    """The threshold's evidence on stdout, or the provisional-default warning on stderr."""
+    print(describe_threshold(record), file=sys.stdout if cited_calibration(record) is not None else sys.stderr)

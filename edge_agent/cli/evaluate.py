@@ -142,6 +142,7 @@ def dataset_info(dataset: Any, groups_path: Path | None) -> dict[str, Any]:
         "images": len(dataset.images),
         "identities": len(counts),
         "identities_with_2plus_images": sum(1 for c in counts.values() if c >= 2),
+        "content_sha256": dataset.content_sha256(),
     }
     if groups_path:
         info["groups_file"] = str(groups_path)
@@ -288,7 +289,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                  "pass report.json from 'edge-agent evaluate'")
         digest = hashlib.sha256(data).hexdigest()
     scores = choose_scores(identification_from_report(report), args.watchlist_size)
-    record = calibrate(scores, budget, args.watchlist_size, args.footfall, _now(), digest, report.get("model"))
+    dataset = report.get("dataset") if isinstance(report.get("dataset"), dict) else {}
+    record = calibrate(scores, budget, args.watchlist_size, args.footfall, _now(), digest, report.get("model"),
+                       dataset.get("content_sha256"))
     text = json.dumps(record, indent=1, allow_nan=False) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

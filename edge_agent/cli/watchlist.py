@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edge_agent.audit.log import AUDIT_FILE_NAME, AuditLog
 from edge_agent.cli.progress import Progress
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
+from edge_agent.deployment.policy import describe_threshold
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError
 from edge_agent.identity.keys import DeviceKeys, load_approver_public, load_authority_key, load_authority_public, load_device_keys
@@ -182,6 +183,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         f"watchlist for deployment {loaded.deployment.deployment_id} installed: {len(loaded.entries)} subjects, "
         f"{len(loaded.gallery)} templates, expires {loaded.expires_at.isoformat()}"
     )
+    print(describe_threshold(loaded.deployment))
     return 0
 
 

@@ -3,6 +3,10 @@
 A record is canonical JSON (edge_agent.crypto.canonical) signed by the authority's Ed25519 key.
 Approvals (needed when the threshold is below the calibrated default) are extra Ed25519
 signatures over the same record bytes by approver keys. Format: docs/formats/deployment.md.
+
+Version 2 adds what the threshold rests on (``calibration``: a cited calibration report or the
+provisional default) and the authorised false-alert budget. Version 1 records, signed before,
+still parse and re-encode to their exact signed bytes, so they keep verifying.
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, public_raw
+from edge_agent.deployment.calibration import CalibrationCitation, ProvisionalDefault, ThresholdEvidence, evidence_from_json
+from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identity.keys import validate_device_id
 
 DEPLOYMENT_FORMAT = "edge-agent-deployment"
-DEPLOYMENT_VERSION = 1
+DEPLOYMENT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: The signed-file wrapper is unchanged by record v2, so it stays at version 1.
+SIGNED_FORMAT = "edge-agent-signed-deployment"
+SIGNED_VERSION = 1
 MODES = ("LFR", "RFR", "OIFR")
 PLATFORMS = ("body_worn", "fixed", "handheld", "central")
 # Domain separation: an authority signature on a deployment can never be replayed as anything else.
@@ -50,6 +60,8 @@ RECORD_FIELDS = (
     "watchlist_cap",
     "device_ids",
 )
+#: Required in version 2 records, refused in version 1.
+V2_FIELDS = ("false_alert_budget", "calibration")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -76,6 +88,9 @@ class DeploymentRecord:
     alert_threshold: float
     watchlist_cap: int
     device_ids: tuple[str, ...]
+    false_alert_budget: float | None = None  # authorised false alerts per face; None: not stated
+    calibration: ThresholdEvidence | None = field(default_factory=lambda: ProvisionalDefault(CALIBRATED_DEFAULT_THRESHOLD))
+    version: int = DEPLOYMENT_VERSION
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.deployment_id or ""):
@@ -107,11 +122,22 @@ class DeploymentRecord:
             validate_device_id(device_id)
         if len(set(self.device_ids)) != len(self.device_ids):
             raise ConfigError("deployment lists a device id twice", "list each device once")
+        if self.version == 1:
+            if self.calibration is not None or self.false_alert_budget is not None:
+                raise ConfigError("a version 1 deployment record cannot carry a calibration or budget", "write a version 2 record")
+            return
+        if self.version != 2:
+            raise ConfigError(f"deployment record version {self.version!r} is not one of {READABLE_VERSIONS}", "write a version 2 record")
+        if not isinstance(self.calibration, ProvisionalDefault | CalibrationCitation):
+            raise ConfigError("deployment record states no threshold basis (calibration)", "cite a report with --calibration, or state the provisional default")
+        b = self.false_alert_budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or not 0.0 < b < 1.0):
+            raise ConfigError(f"false_alert_budget {b!r} must be a rate between 0 and 1 (or null)", "e.g. \"1/6000\" in the spec")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": DEPLOYMENT_FORMAT,
-            "version": DEPLOYMENT_VERSION,
+            "version": self.version,
             "deployment_id": self.deployment_id,
             "authorising_officer": self.authorising_officer,
             "purpose": self.purpose,
@@ -129,25 +155,37 @@ class DeploymentRecord:
             "watchlist_cap": self.watchlist_cap,
             "device_ids": list(self.device_ids),
         }
+        if self.version >= 2:
+            assert self.calibration is not None  # __post_init__ guarantees it
+            doc["false_alert_budget"] = None if self.false_alert_budget is None else float(self.false_alert_budget)
+            doc["calibration"] = self.calibration.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any, *, fill_defaults: bool = False) -> "DeploymentRecord":
-        """Parse a record object. ``fill_defaults`` (authoring only) derives ``silent`` from mode and platform."""
+        """Parse a record object. ``fill_defaults`` (authoring only) derives ``silent`` from mode and
+        platform, leaves the budget unstated and states the provisional default as threshold basis."""
         if not isinstance(doc, dict):
             raise ConfigError("deployment record is not a JSON object", "see docs/formats/deployment.md")
         if doc.get("format", DEPLOYMENT_FORMAT) != DEPLOYMENT_FORMAT:
             raise ConfigError(f"not a deployment record (format {doc.get('format')!r})", "see docs/formats/deployment.md")
-        if doc.get("version", DEPLOYMENT_VERSION) != DEPLOYMENT_VERSION:
+        version = doc.get("version", DEPLOYMENT_VERSION)
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise SecurityError(
-                f"unknown deployment record version {doc.get('version')!r}", f"this edge-agent reads version {DEPLOYMENT_VERSION}; upgrade it"
+                f"unknown deployment record version {doc.get('version')!r}",
+                f"this edge-agent reads versions {', '.join(map(str, READABLE_VERSIONS))}; upgrade it",
             )
         doc = dict(doc)
         if fill_defaults and "silent" not in doc and "mode" in doc and "platform" in doc:
             doc["silent"] = default_silent(doc["mode"], doc["platform"])
-        missing = [f for f in RECORD_FIELDS if f not in doc]
+        if fill_defaults and version >= 2:
+            doc.setdefault("false_alert_budget", None)
+            doc.setdefault("calibration", ProvisionalDefault(CALIBRATED_DEFAULT_THRESHOLD).to_json())
+        fields = RECORD_FIELDS + (V2_FIELDS if version >= 2 else ())
+        missing = [f for f in fields if f not in doc]
         if missing:
             raise ConfigError(f"deployment record lacks {', '.join(missing)}", "every field in docs/formats/deployment.md is required")
-        unknown = sorted(set(doc) - set(RECORD_FIELDS) - {"format", "version"})
+        unknown = sorted(set(doc) - set(fields) - {"format", "version"})
         if unknown:
             raise ConfigError(f"deployment record has unknown fields {', '.join(unknown)}", "remove them (typo?)")
         try:
@@ -159,7 +197,9 @@ class DeploymentRecord:
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
             raise ConfigError("device_ids must be a list of strings", "list the device ids")
         values = {f: doc[f] for f in RECORD_FIELDS}
-        values.update(start=start, end=end, device_ids=tuple(devices))
+        values.update(start=start, end=end, device_ids=tuple(devices), version=version, calibration=None)
+        if version >= 2:
+            values.update(false_alert_budget=doc["false_alert_budget"], calibration=evidence_from_json(doc["calibration"]))
         return cls(**values)
 
     def canonical_bytes(self) -> bytes:
@@ -236,8 +276,8 @@ class SignedDeployment:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": "edge-agent-signed-deployment",
-            "version": DEPLOYMENT_VERSION,
+            "format": SIGNED_FORMAT,
+            "version": SIGNED_VERSION,
             "record": base64.b64encode(self.record_bytes).decode("ascii"),
             "authority_signature": base64.b64encode(self.authority_signature).decode("ascii"),
             "approvals": [{"public_key": a.public_key, "signature": a.signature} for a in self.approvals],
@@ -245,10 +285,10 @@ class SignedDeployment:
 
     @classmethod
     def from_json(cls, doc: Any) -> "SignedDeployment":
-        if not isinstance(doc, dict) or doc.get("format") != "edge-agent-signed-deployment":
+        if not isinstance(doc, dict) or doc.get("format") != SIGNED_FORMAT:
             raise SecurityError("not a signed deployment file", "see docs/formats/deployment.md")
-        if doc.get("version") != DEPLOYMENT_VERSION:
-            raise SecurityError(f"unknown signed deployment version {doc.get('version')!r}", f"this edge-agent reads version {DEPLOYMENT_VERSION}")
+        if doc.get("version") != SIGNED_VERSION:
+            raise SecurityError(f"unknown signed deployment version {doc.get('version')!r}", f"this edge-agent reads version {SIGNED_VERSION}")
         try:
             approvals = tuple(Approval(str(a["public_key"]), str(a["signature"])) for a in doc.get("approvals", []))
             return cls(

@@ -20,6 +20,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.evaluation import metrics
 from edge_agent.evaluation.identification import IdentificationScores
 from edge_agent.evaluation.metrics import Rate
+from edge_agent.version import tool_version
 
 CALIBRATION_FORMAT = "edge-agent-calibration"
 CALIBRATION_VERSION = 1
@@ -86,7 +87,8 @@ def choose_scores(available: list[IdentificationScores], watchlist_size: int) ->
 
 
 def calibrate(scores: IdentificationScores, budget: Budget, watchlist_size: int, footfall: int,
-              now: datetime, evaluation_sha256: str | None, model: dict[str, Any] | None) -> dict[str, Any]:
+              now: datetime, evaluation_sha256: str | None, model: dict[str, Any] | None,
+              evaluation_set_sha256: str | None = None) -> dict[str, Any]:
     """The calibration record; ``recommended_threshold`` is None (with the reason) when none is supported."""
     if footfall <= 0:
         raise CalibrationError(f"footfall {footfall} must be a positive number of faces", "estimate faces expected over the deployment")
@@ -96,7 +98,9 @@ def calibrate(scores: IdentificationScores, budget: Budget, watchlist_size: int,
         "format": CALIBRATION_FORMAT,
         "version": CALIBRATION_VERSION,
         "created_at": now.isoformat(),
+        "tool_version": tool_version(),
         "evaluation_report_sha256": evaluation_sha256,
+        "evaluation_set_sha256": evaluation_set_sha256,
         "model": model,
         "watchlist_size": watchlist_size,
         "evaluated_watchlist_size": scores.watchlist_size,
@@ -104,7 +108,9 @@ def calibrate(scores: IdentificationScores, budget: Budget, watchlist_size: int,
         "budget": {"text": budget.text, "false_alerts_per_face": budget.rate, "false_alerts_at_footfall": budget.rate * footfall},
         "rule": "lowest threshold whose upper 95% Wilson bound of FPIR is <= the budget (conservative)",
         "nonmated_searches": n,
+        "mated_searches": int(scores.mated_hit.size),
         "recommended_threshold": None,
+        "fpir_upper95": None,
         "fpir": None,
         "fnir": None,
         "expected_false_alerts": None,
@@ -121,6 +127,7 @@ def calibrate(scores: IdentificationScores, budget: Budget, watchlist_size: int,
     fnir = Rate(int(np.count_nonzero(scores.mated_hit < threshold)), int(scores.mated_hit.size))
     record.update({
         "recommended_threshold": threshold,
+        "fpir_upper95": fpir.upper,
         "fpir": fpir.as_dict(),
         "fnir": fnir.as_dict(),
         "expected_false_alerts": {"point": (fpir.value or 0.0) * footfall, "upper95": fpir.upper * footfall},

@@ -7,10 +7,12 @@ can be evaluated without a bespoke manifest.
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.vision.model_files import sha256_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 #: Group for identities the groups CSV does not mention; reported like any other group.
@@ -35,6 +37,14 @@ class LabelledDataset:
     @property
     def identities(self) -> tuple[str, ...]:
         return tuple(sorted({im.identity for im in self.images}))
+
+    def content_sha256(self) -> str:
+        """Identity of the set's labels and bytes, independent of where it is stored: SHA-256 over
+        ``<identity>/<file name>\0<file sha256>\n`` per image in scan order. A calibration cites it."""
+        digest = hashlib.sha256()
+        for image in self.images:
+            digest.update(f"{image.identity}/{image.path.name}\0{sha256_file(image.path)}\n".encode())
+        return digest.hexdigest()
 
 
 def scan_dataset(root: Path) -> LabelledDataset:

@@ -1,8 +1,9 @@
 """What one deployment did, from the audit log(s) and the control room's adjudications (policing.md 16).
 
 Faces processed, alerts raised and received, confirmed true and false alerts, engagements, the
-false-alert rate per face and per alert (with 95 % Wilson intervals), and the retention actions
-taken. Alert rows may already be deleted by retention when the report is made; the audit log's
+false-alert rate per face and per alert (with 95 % Wilson intervals), the retention actions
+taken, and the evidence the alert threshold rested on (the calibration each device's deployment
+record cited, from its ``watchlist_loaded`` audit records). Alert rows may already be deleted by retention when the report is made; the audit log's
 ``alert_raised`` and ``adjudication_received`` records keep the counts, so both sources are merged.
 Format: docs/formats/deployment-report.md.
 """
@@ -33,6 +34,10 @@ FACES_KIND = "faces_processed"
 SESSION_KIND = "session_summary"
 #: Audit-record count fields. Not "frames": the audit log refuses that name as biometric.
 COUNT_FIELDS = ("frames_processed", "faces", "faces_searched", "faces_rejected_quality")
+LOADED_KIND = "watchlist_loaded"
+#: Threshold-evidence fields a ``watchlist_loaded`` record carries (edge_agent.deployment.policy.threshold_evidence).
+EVIDENCE_FIELDS = ("threshold", "threshold_basis", "calibrated_default", "calibration_sha256", "calibration_budget",
+                   "calibration_watchlist_size", "calibration_fpir_upper95", "calibration_searches")
 
 
 class DeploymentReportError(EdgeAgentError):
@@ -120,6 +125,8 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
     engaged = Counter(v["engaged"] for v in decisions.values())
 
     faces = _face_counts(records, deployment_id)
+    evidence = _threshold_evidence(records, deployment_id)
+    notes.extend(_evidence_notes(evidence))
     if faces["source"] == "none":
         notes.append(f"no {FACES_KIND} or {SESSION_KIND} records for this deployment: faces processed is unknown, so the "
                      "false-alert rate per face cannot be given")
@@ -178,6 +185,7 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
             "never_received": never_received,
             "thresholds": thresholds,
         },
+        "threshold_evidence": evidence,
         "adjudication": {
             "adjudicated": adjudicated,
             "confirmed_true": confirmed,
@@ -204,6 +212,45 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
         },
         "notes": notes,
     }
+
+
+def _threshold_evidence(records: Sequence[dict[str, Any]], deployment_id: str) -> list[dict[str, Any]]:
+    """Each distinct threshold basis the deployment's devices loaded, with the devices that loaded it."""
+    found: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["kind"] != LOADED_KIND or r["details"].get("deployment_id") != deployment_id:
+            continue
+        entry = {k: r["details"].get(k) for k in EVIDENCE_FIELDS}
+        key = json.dumps(entry, sort_keys=True)
+        found.setdefault(key, {**entry, "devices": []})
+        actor = r.get("actor")
+        if actor and actor not in found[key]["devices"]:
+            found[key]["devices"].append(actor)
+    return list(found.values())
+
+
+def _evidence_notes(evidence: Sequence[dict[str, Any]]) -> list[str]:
+    if not evidence:
+        return [f"no {LOADED_KIND} record names this deployment: the evidence behind its alert threshold is unknown"]
+    notes = []
+    for e in evidence:
+        devices = ", ".join(e["devices"]) or "unknown device"
+        if e["threshold_basis"] is None:
+            notes.append(f"{devices}: {LOADED_KIND} does not state the threshold's evidence (older agent)")
+        elif e["threshold_basis"] != "calibration_report":
+            notes.append(f"warning: {devices} matched at threshold {e['threshold']} resting on the provisional default "
+                         f"{e['calibrated_default']}, not on a cited calibration (policing.md 9)")
+    return notes
+
+
+def _evidence_text(e: dict[str, Any]) -> str:
+    devices = ", ".join(e["devices"])
+    if e["threshold_basis"] != "calibration_report":
+        return f"{devices}: threshold {e['threshold']} on {e['threshold_basis'] or 'unstated'} basis (calibrated default {e['calibrated_default']})"
+    searches = e["calibration_searches"] or {}
+    return (f"{devices}: threshold {e['threshold']}; calibration sha256 {e['calibration_sha256']} (calibrated threshold "
+            f"{e['calibrated_default']} for budget {e['calibration_budget']} at watchlist <= {e['calibration_watchlist_size']}; "
+            f"FPIR upper 95% bound {e['calibration_fpir_upper95']}; {searches.get('nonmated')} non-mated / {searches.get('mated')} mated searches)")
 
 
 def _face_counts(records: Sequence[dict[str, Any]], deployment_id: str) -> dict[str, Any]:
@@ -266,6 +313,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("False-alert rate per face", _fmt(report["rates"]["false_alerts_per_face"])),
         ("False-alert rate per alert", _fmt(report["rates"]["false_alerts_per_alert"])),
         ("Thresholds in use", ", ".join(f"{t:g}" for t in a["thresholds"]) or "none"),
+        ("Threshold evidence", "; ".join(_evidence_text(e) for e in report["threshold_evidence"]) or "unknown (no watchlist_loaded record)"),
         ("Alerts deleted by retention", f"{ret['alerts_deleted']:,}"),
         ("Alerts still stored (held now)", f"{ret['alerts_still_stored']:,} ({len(ret['held_now'])})"),
         ("Legal holds placed", f"{len(ret['legal_holds']):,}"),

@@ -17,12 +17,12 @@ from edge_agent.vision.alignment import ALIGNER_ID, align_face
 from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.detector import BlazeFaceDetector, Detection, merge_detections
 from edge_agent.vision.embedder import Embedder
-from edge_agent.vision.model_files import ModelManifest, default_models_dir
+from edge_agent.vision.model_files import ModelFile, ModelManifest, default_models_dir
 from edge_agent.vision.quality import QualityPolicy, QualityVerdict, assess
 from edge_agent.vision.runtime import LiteRTModel
 from edge_agent.vision.tiling import TileGrid, cut_by_inner_edge, to_frame
 
-__all__ = ["Detection", "Face", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES"]
+__all__ = ["Detection", "Face", "ModelFiles", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES"]
 
 # Preferred manifest entries per detector choice, best first.
 DETECTOR_MODELS = {
@@ -49,6 +49,30 @@ class ModelIdentity:
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> "ModelIdentity":
         return cls(str(data["detector_sha256"]), str(data["aligner"]), str(data["embedder_sha256"]))
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The verified model files a core with this detector choice runs, and their identity.
+
+    Resolving them needs no interpreter, so a deployment can be checked against the models a
+    device will run without loading those models."""
+
+    detectors: tuple[tuple[str, ModelFile], ...]  # (variant, file)
+    embedder: ModelFile
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity("+".join(f.sha256 for _, f in self.detectors), ALIGNER_ID, self.embedder.sha256)
+
+    @classmethod
+    def resolve(cls, models_dir: Path | None = None, detector: str = "full") -> "ModelFiles":
+        if detector not in DETECTOR_CHOICES:
+            raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
+        manifest = ModelManifest(models_dir or default_models_dir())
+        variants = ["full", "short"] if detector == "both" else [detector]
+        detectors = tuple((v, manifest.resolve(manifest.first_available(DETECTOR_MODELS[v]))) for v in variants)
+        return cls(detectors, manifest.resolve(manifest.first_available(EMBEDDER_MODELS)))
 
 
 @dataclass(frozen=True)
@@ -80,22 +104,14 @@ class RecognitionCore:
         detection_threshold: float = 0.5,
         tiles: TileGrid | None = None,
     ) -> "RecognitionCore":
-        if detector not in DETECTOR_CHOICES:
-            raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
-        manifest = ModelManifest(models_dir or default_models_dir())
-        variants = ["full", "short"] if detector == "both" else [detector]
-        detectors, hashes = [], []
-        for variant in variants:
-            model_file = manifest.resolve(manifest.first_available(DETECTOR_MODELS[variant]))
-            # The Edge TPU only runs the embedder's int8 graph; detectors with float heads stay on CPU.
-            detectors.append(BlazeFaceDetector(LiteRTModel(model_file.path, threads), variant, detection_threshold))
-            hashes.append(model_file.sha256)
-        embedder_file = manifest.resolve(manifest.first_available(EMBEDDER_MODELS))
-        embedder = Embedder(LiteRTModel(embedder_file.path, threads, delegate))
-        identity = ModelIdentity("+".join(hashes), ALIGNER_ID, embedder_file.sha256)
+        files = ModelFiles.resolve(models_dir, detector)
+        # The Edge TPU only runs the embedder's int8 graph; detectors with float heads stay on CPU.
+        detectors = [BlazeFaceDetector(LiteRTModel(f.path, threads), variant, detection_threshold) for variant, f in files.detectors]
+        embedder = Embedder(LiteRTModel(files.embedder.path, threads, delegate))
         # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
-        log.info("models %s on %s", "+".join(d.model.path.name for d in detectors) + " + " + embedder_file.path.name, read_cpu_profile().summary())
-        return cls(detectors, embedder, identity, quality or QualityPolicy(), tiles)
+        names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
+        log.info("models %s on %s", names, read_cpu_profile().summary())
+        return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Every detector over the whole frame and, when tiling is on, over each tile; the same

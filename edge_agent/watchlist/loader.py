@@ -141,7 +141,7 @@ def load_watchlist(
             "the watchlist is bound to a different deployment record than the one configured",
             "push the deployment record and the watchlist built for it together",
         )
-    record = authorise(signed_deployment, authority_pub, device_keys.device_id, now, approver_pubs)
+    record = authorise(signed_deployment, authority_pub, device_keys.device_id, now, approver_pubs, device_model)
     if record.deployment_id != header.get("deployment_id") or expires > record.end or not_before != record.start:
         raise PackageTampered("watchlist header disagrees with its deployment record", "ask the authority to rebuild the package")
 

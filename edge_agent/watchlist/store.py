@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.audit.log import AuditLog
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
+from edge_agent.deployment.policy import threshold_evidence
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.durable import fsync_dir
 from edge_agent.errors import EdgeAgentError
@@ -192,6 +193,7 @@ def loaded_details(loaded: LoadedWatchlist) -> dict:
         "template_count": len(loaded.gallery),
         "expires": loaded.expires_at.isoformat(),
         "threshold": loaded.deployment.alert_threshold,
+        **threshold_evidence(loaded.deployment),
     }
 
 

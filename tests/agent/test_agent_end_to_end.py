@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -53,9 +54,10 @@ def test_an_ended_deployment_is_refused_and_its_watchlist_destroyed(tmp_path):
     assert not config.spool.path.exists() or Spool(config.spool.path).stats().pending == 0
 
 
-def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path):
+def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path, caplog):
     """A clock that crosses the end mid-run: frames after it are not matched, and a match still
     settling when the end comes is dropped rather than alerted without authority."""
+    caplog.set_level(logging.WARNING, logger="edge_agent.agent.runner")
     now = datetime.now(timezone.utc)
     end = now + timedelta(minutes=30)
     video = write_walk_past_video(tmp_path / "v.avi", ["biden_2.jpg"], seconds_each=2.0)
@@ -72,6 +74,10 @@ def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path):
     assert sum(c["matches_discarded_at_deployment_end"] for c in counts) == 1
     outside = sum(c["frames_outside_deployment"] for c in counts)
     assert summary.frames - 4 <= outside < summary.frames
+    # the demo deployment cites no calibration: the load is audited and logged as resting on the provisional default
+    [loaded] = [r["details"] for r in records if r["kind"] == "watchlist_loaded"]
+    assert loaded["threshold_basis"] == "provisional_default"
+    assert any("cites no calibration" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
 def _recv_all(sock: socket.socket, until: bytes, timeout_s: float) -> list[bytes]:

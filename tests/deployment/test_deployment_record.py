@@ -21,7 +21,8 @@ from edge_agent.deployment.policy import (
     ThresholdApprovalMissing,
     authorise,
 )
-from edge_agent.deployment.record import RECORD_FIELDS, DeploymentRecord, SignedDeployment, default_silent
+from edge_agent.deployment.calibration import CITATION_FIELDS, CalibrationCitation
+from edge_agent.deployment.record import RECORD_FIELDS, V2_FIELDS, DeploymentRecord, SignedDeployment, default_silent
 from edge_agent.errors import ConfigError, SecurityError
 
 START = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
@@ -161,8 +162,42 @@ def test_unknown_fields_refused():
         DeploymentRecord.from_json(doc)
 
 
+CITATION = CalibrationCitation(
+    report_sha256="ab" * 32, created_at="2026-11-20T12:00:00+00:00", tool_version="edge_agent 0.1.0",
+    evaluation_report_sha256="cd" * 32, evaluation_set_sha256="ef" * 32,
+    detector_sha256="d" * 64, aligner="arcface112-umeyama-eyes-nose-mouthcentre-v1", embedder_sha256="e" * 64,
+    budget=1 / 6000, budget_text="1/6000", watchlist_size=2000, evaluated_watchlist_size=10000, threshold=0.5812,
+    fpir_upper95=0.000162, nonmated_searches=300000, mated_searches=1000,
+)
+GOLDEN_V2_PROVISIONAL = (
+    '{"alert_threshold":0.6,"authorising_officer":"Supt A. Example (collar 1234)",'
+    '"calibration":{"basis":"provisional_default","default_threshold":0.55},"deployment_id":"DEP-2026-0042",'
+    '"device_ids":["cam-01","cam-02"],"dpia_ref":"DPIA-LFR-2026-07","end":"2026-11-22T16:00:00Z",'
+    '"equality_impact_ref":"EIA-LFR-2026-03","false_alert_budget":null,"format":"edge-agent-deployment",'
+    '"legal_basis":"Common law policing powers; DPA 2018 s35","location":"Example Street, Croydon",'
+    '"location_rationale":"Crime hotspot; intelligence that listed subjects attend","mode":"LFR","platform":"body_worn",'
+    '"purpose":"Locate people wanted on warrant at a city-centre event","silent":true,"start":"2026-11-22T08:00:00Z",'
+    '"version":2,"watchlist_cap":2000}'
+)
+GOLDEN_V2_CITED = (
+    '{"alert_threshold":0.6,"authorising_officer":"Supt A. Example (collar 1234)",'
+    '"calibration":{"basis":"calibration_report","budget":0.00016666666666666666,"budget_text":"1/6000",'
+    '"created_at":"2026-11-20T12:00:00+00:00","evaluated_watchlist_size":10000,'
+    '"evaluation_report_sha256":"' + "cd" * 32 + '","evaluation_set_sha256":"' + "ef" * 32 + '",'
+    '"fpir_upper95":0.000162,"mated_searches":1000,"model":{"aligner":"arcface112-umeyama-eyes-nose-mouthcentre-v1",'
+    '"detector_sha256":"' + "d" * 64 + '","embedder_sha256":"' + "e" * 64 + '"},"nonmated_searches":300000,'
+    '"report_sha256":"' + "ab" * 32 + '","threshold":0.5812,"tool_version":"edge_agent 0.1.0","watchlist_size":2000},'
+    '"deployment_id":"DEP-2026-0042","device_ids":["cam-01","cam-02"],"dpia_ref":"DPIA-LFR-2026-07",'
+    '"end":"2026-11-22T16:00:00Z","equality_impact_ref":"EIA-LFR-2026-03","false_alert_budget":0.00016666666666666666,'
+    '"format":"edge-agent-deployment","legal_basis":"Common law policing powers; DPA 2018 s35",'
+    '"location":"Example Street, Croydon","location_rationale":"Crime hotspot; intelligence that listed subjects attend",'
+    '"mode":"LFR","platform":"body_worn","purpose":"Locate people wanted on warrant at a city-centre event","silent":true,'
+    '"start":"2026-11-22T08:00:00Z","version":2,"watchlist_cap":2000}'
+)
+
+
 def test_golden_canonical_bytes():
-    """Pins the record encoding: any change to field names, order or time format breaks old signatures."""
+    """Pins the version 1 encoding: any change to field names, order or time format breaks old signatures."""
     expected = (
         '{"alert_threshold":0.6,"authorising_officer":"Supt A. Example (collar 1234)","deployment_id":"DEP-2026-0042",'
         '"device_ids":["cam-01","cam-02"],"dpia_ref":"DPIA-LFR-2026-07","end":"2026-11-22T16:00:00Z",'
@@ -171,13 +206,26 @@ def test_golden_canonical_bytes():
         '"mode":"LFR","platform":"body_worn","purpose":"Locate people wanted on warrant at a city-centre event",'
         '"silent":true,"start":"2026-11-22T08:00:00Z","version":1,"watchlist_cap":2000}'
     )
-    assert make_record().canonical_bytes() == expected.encode()
+    v1 = make_record(version=1, calibration=None)
+    assert v1.canonical_bytes() == expected.encode()
+    assert DeploymentRecord.from_json(json.loads(expected)) == v1
+
+
+def test_golden_canonical_bytes_v2():
+    """Pins version 2 with both threshold bases; the documented examples are these bytes."""
+    provisional = make_record()
+    cited = make_record(calibration=CITATION, false_alert_budget=1 / 6000)
+    assert provisional.canonical_bytes() == GOLDEN_V2_PROVISIONAL.encode()
+    assert cited.canonical_bytes() == GOLDEN_V2_CITED.encode()
+    for golden, record in ((GOLDEN_V2_PROVISIONAL, provisional), (GOLDEN_V2_CITED, cited)):
+        assert DeploymentRecord.from_json(json.loads(golden)) == record
+        assert golden in DOCS.read_text()
 
 
 def test_doc_lists_every_field():
     text = DOCS.read_text()
     documented = re.findall(r"^\| `([a-z_0-9]+)` \|", text, flags=re.M)
-    assert set(RECORD_FIELDS) | {"format", "version"} <= set(documented)
+    assert set(RECORD_FIELDS) | set(V2_FIELDS) | set(CITATION_FIELDS) | {"format", "version", "default_threshold"} <= set(documented)
     assert f"{policy.CALIBRATED_DEFAULT_THRESHOLD:.2f}" in text and "CALIBRATED_DEFAULT_THRESHOLD" in text
 
 

@@ -115,6 +115,34 @@ def test_report_counts_faces_alerts_adjudications_and_retention(deployment):
     json.dumps(r, allow_nan=False)
 
 
+def test_report_states_the_threshold_evidence_and_warns_on_the_provisional_default(deployment, tmp_path):
+    """Evidence comes from the devices' watchlist_loaded records, as the store writes them."""
+    from edge_agent.deployment.policy import threshold_evidence
+    from edge_agent.deployment.record import DeploymentRecord
+
+    spec = {"deployment_id": "dep-1", "authorising_officer": "Supt", "purpose": "p", "legal_basis": "l", "location": "x",
+            "location_rationale": "r", "start": "2026-11-22T08:00:00Z", "end": "2026-11-22T16:00:00Z", "dpia_ref": "D",
+            "equality_impact_ref": "E", "mode": "LFR", "platform": "fixed", "alert_threshold": 0.6, "watchlist_cap": 10,
+            "device_ids": ["cam-01"]}
+    provisional = threshold_evidence(DeploymentRecord.from_json(spec, fill_defaults=True))
+    log = tmp_path / "loads.jsonl"
+    with AuditLog.open(log, None, "device:cam-03") as audit:
+        audit.append("watchlist_loaded", {"deployment_id": "dep-1", "package_id": "p1", "threshold": 0.6, **provisional}, now=NOW)
+        audit.append("watchlist_loaded", {"deployment_id": "dep-1", "package_id": "p1", "threshold": 0.6, **provisional}, now=NOW)
+    with AuditLog.open(tmp_path / "old.jsonl", None, "device:cam-04") as audit:
+        audit.append("watchlist_loaded", {"deployment_id": "dep-1", "package_id": "p1", "threshold": 0.6}, now=NOW)
+    r = build_report("dep-1", [read_audit(log), read_audit(tmp_path / "old.jsonl")], deployment["db"], NOW)
+    first, older = r["threshold_evidence"]
+    assert first["devices"] == ["device:cam-03"] and first["threshold_basis"] == "provisional_default"
+    assert older["devices"] == ["device:cam-04"] and older["threshold_basis"] is None
+    assert any(n.startswith("warning: device:cam-03") and "provisional default" in n for n in r["notes"])
+    assert any("device:cam-04" in n and "older agent" in n for n in r["notes"])
+    assert "Threshold evidence" in render_html(r) and "provisional_default" in render_html(r)
+    # no load record at all: the evidence is unknown, and the report says so
+    bare = build_report("dep-1", [read_audit(deployment["room_log"])], deployment["db"], NOW)
+    assert bare["threshold_evidence"] == [] and any("evidence behind its alert threshold is unknown" in n for n in bare["notes"])
+
+
 def test_report_refuses_a_tampered_audit_log(deployment):
     path = deployment["device_log"]
     lines = path.read_text().splitlines()

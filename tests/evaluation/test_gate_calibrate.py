@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from edge_agent.evaluation.calibrate import (
 )
 from edge_agent.evaluation.gate import release_gate
 from edge_agent.evaluation.identification import IdentificationScores
+from edge_agent.version import tool_version
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 GROUPS = ("A", "B", "C")
@@ -113,6 +116,20 @@ def test_calibration_recommends_the_lowest_threshold_whose_upper_bound_fits_the_
     assert record["fnir"]["events"] == fnir
     # the gate agrees with the calibration on budget
     assert release_gate(scores, (), t, budget.rate).passed
+
+
+def test_calibration_record_matches_the_documented_golden():
+    """docs/formats/calibration.md's example is exactly what calibrate writes for the inputs it names."""
+    scores = IdentificationScores(20, np.linspace(0.5, 1.0, 20), np.zeros(20, np.int64), np.linspace(0.0, 0.8, 200), np.zeros(200, np.int64))
+    model = {"detector_sha256": "d" * 64, "aligner": "arcface112-umeyama-eyes-nose-mouthcentre-v1", "embedder_sha256": "e" * 64}
+    record = calibrate(scores, parse_budget("1/20"), 10, 1000, NOW, "ab" * 32, model, "ef" * 32)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "formats" / "calibration.md").read_text()
+    golden = json.loads(doc.split("## Example (golden)", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    assert record["tool_version"] == tool_version()
+    assert json.loads(json.dumps({**record, "tool_version": golden["tool_version"]})) == golden
+    # the upper bound is the one that had to fit, and it is what the record states
+    assert record["fpir_upper95"] == record["fpir"]["ci95"][1] <= 1 / 20
+    assert record["mated_searches"] == 20 and record["nonmated_searches"] == 200
 
 
 def test_calibration_refuses_when_the_evaluation_is_too_small():

@@ -216,6 +216,22 @@ def test_dataset_scan_and_groups_file(tmp_path):
         load_groups(groups)
 
 
+def test_dataset_content_hash_follows_labels_and_bytes_not_location(tmp_path):
+    for root in ("a", "b"):
+        for identity, name, data in (("alice", "1.jpg", b"one"), ("bob", "2.jpg", b"two")):
+            (tmp_path / root / identity).mkdir(parents=True, exist_ok=True)
+            (tmp_path / root / identity / name).write_bytes(data)
+    first = scan_dataset(tmp_path / "a").content_sha256()
+    assert first == scan_dataset(tmp_path / "b").content_sha256()  # same set stored elsewhere
+    (tmp_path / "b" / "bob" / "2.jpg").write_bytes(b"twO")
+    changed_bytes = scan_dataset(tmp_path / "b").content_sha256()
+    (tmp_path / "b" / "bob" / "2.jpg").write_bytes(b"two")
+    (tmp_path / "b" / "bob" / "2.jpg").rename(tmp_path / "b" / "alice" / "2.jpg")  # relabelled
+    (tmp_path / "b" / "bob").rmdir()
+    relabelled = scan_dataset(tmp_path / "b").content_sha256()
+    assert len({first, changed_bytes, relabelled}) == 3
+
+
 def test_embedding_cache_rejects_a_file_that_is_not_a_database(tmp_path):
     bad = tmp_path / "cache.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from deployment_helpers import write_spec
 
 from edge_agent.cli.main import main
 from edge_agent.identity.keys import load_authority_public, load_device_keys
@@ -37,28 +38,7 @@ def site(tmp_path, fixtures_dir):
 
 
 def _spec(tmp_path: Path, **changes) -> Path:
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    spec = {
-        "deployment_id": "DEP-E2E-1",
-        "authorising_officer": "Supt Example",
-        "purpose": "Test deployment",
-        "legal_basis": "Common law",
-        "location": "Lab",
-        "location_rationale": "Testing",
-        "start": (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
-        "end": (now + timedelta(hours=8)).isoformat().replace("+00:00", "Z"),
-        "dpia_ref": "DPIA-T",
-        "equality_impact_ref": "EIA-T",
-        "mode": "LFR",
-        "platform": "body_worn",
-        "alert_threshold": 0.6,
-        "watchlist_cap": 10,
-        "device_ids": ["cam-01"],
-    }
-    spec.update(changes)
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    return path
+    return write_spec(tmp_path / "spec.json", **changes)
 
 
 def test_full_flow(site, capsys, core):

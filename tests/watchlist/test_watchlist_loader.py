@@ -8,9 +8,9 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from watchlist_helpers import DURING, END, MODEL, START, make_entries, make_record
+from watchlist_helpers import DURING, END, MODEL, START, citation, make_entries, make_record
 
-from edge_agent.deployment.policy import DeviceNotInDeployment, ThresholdApprovalMissing
+from edge_agent.deployment.policy import CalibrationMismatch, DeviceNotInDeployment, ThresholdApprovalMissing
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.watchlist.errors import (
@@ -164,6 +164,31 @@ def test_threshold_lowered_without_approval_refused(world):
         load_watchlist(data, dev, pub, MODEL, DURING, [approver.public_key()])
     data, _ = world.pack(deployment=low.approve(approver))
     assert load_watchlist(data, dev, pub, MODEL, DURING, [approver.public_key()]).deployment.alert_threshold == 0.4
+
+
+@pytest.mark.parametrize("field", ["detector_sha256", "aligner", "embedder_sha256"])
+def test_cited_calibration_for_other_models_refused_on_the_device(world, field):
+    """The watchlist matches the device's models, but the threshold's calibration was made with others."""
+    dep = SignedDeployment.sign(make_record(calibration=citation(**{field: "0" * 64})), world.authority)
+    data, _ = world.pack(deployment=dep)
+    with pytest.raises(CalibrationMismatch, match=field):
+        load_watchlist(data, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING)
+
+
+def test_cited_calibration_sets_the_calibrated_default_on_the_device(world):
+    """Below the cited calibration's threshold (0.58) an approval is needed, even above the provisional 0.55."""
+    approver = Ed25519PrivateKey.generate()
+    dev, pub = world.devices["cam-01"], world.authority.public_key()
+    low = SignedDeployment.sign(make_record(alert_threshold=0.57, calibration=citation(threshold=0.58)), world.authority)
+    data, _ = world.pack(deployment=low)
+    with pytest.raises(ThresholdApprovalMissing, match="0.58 of its cited calibration"):
+        load_watchlist(data, dev, pub, MODEL, DURING, [approver.public_key()])
+    data, _ = world.pack(deployment=low.approve(approver))
+    assert load_watchlist(data, dev, pub, MODEL, DURING, [approver.public_key()]).deployment.alert_threshold == 0.57
+    # a calibration that certifies a lower threshold (0.5) lets 0.52 run without approval
+    cited_low = SignedDeployment.sign(make_record(alert_threshold=0.52, calibration=citation(threshold=0.5)), world.authority)
+    data, _ = world.pack(deployment=cited_low)
+    assert load_watchlist(data, dev, pub, MODEL, DURING).deployment.alert_threshold == 0.52
 
 
 def test_over_cap_refused_at_build(world):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -9,9 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from watchlist_helpers import DURING, END, MODEL, START
+from watchlist_helpers import DURING, END, MODEL, START, citation, make_record
 
 from edge_agent.audit import AuditLog, verify_audit_log
+from edge_agent.deployment.record import SignedDeployment
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.store import WatchlistStore, enforce_retention, load_installed
 
@@ -21,8 +23,6 @@ def _audit(world, tmp_path):
 
 
 def _kinds(path: Path) -> list[str]:
-    import json
-
     return [json.loads(l)["kind"] for l in path.read_text().splitlines()]
 
 
@@ -113,6 +113,20 @@ def test_refusal_is_audited(world, tmp_path):
     text = (tmp_path / "state" / "audit.jsonl").read_text()
     assert _kinds(tmp_path / "state" / "audit.jsonl")[:2] == ["watchlist_refused", "watchlist_loaded"]
     assert "WatchlistExpired" in text
+
+
+def test_load_audit_record_names_the_threshold_evidence(world, tmp_path):
+    cited = SignedDeployment.sign(make_record(calibration=citation(report_sha256="9f" * 32)), world.authority)
+    for deployment, state in ((cited, "cited"), (world.deployment, "provisional")):
+        data, _ = world.pack(deployment=deployment)
+        store = WatchlistStore(tmp_path / state / "watchlist")
+        store.install(data)
+        with AuditLog.open(tmp_path / state / "audit.jsonl", None, "device:cam-01") as audit:
+            load_installed(store, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+    loaded = {state: json.loads((tmp_path / state / "audit.jsonl").read_text().splitlines()[0])["details"] for state in ("cited", "provisional")}
+    assert loaded["cited"]["threshold_basis"] == "calibration_report" and loaded["cited"]["calibration_sha256"] == "9f" * 32
+    assert loaded["cited"]["calibrated_default"] == 0.58 and loaded["cited"]["calibration_budget"] == "1/6000"
+    assert loaded["provisional"]["threshold_basis"] == "provisional_default" and "calibration_sha256" not in loaded["provisional"]
 
 
 def test_install_replaces_atomically(world, tmp_path):

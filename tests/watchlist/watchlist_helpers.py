@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge_agent.deployment.calibration import CalibrationCitation
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.entry import WatchlistEntry
@@ -41,6 +42,18 @@ def make_record(**changes) -> DeploymentRecord:
     )
     values.update(changes)
     return DeploymentRecord(**values)
+
+
+def citation(**changes) -> CalibrationCitation:
+    """A calibration citation for MODEL, as deployment create makes from a report file."""
+    values = dict(
+        report_sha256="ab" * 32, created_at="2026-11-20T12:00:00+00:00", tool_version="edge_agent 0.1.0",
+        evaluation_report_sha256="cd" * 32, evaluation_set_sha256="ef" * 32, **MODEL,
+        budget=1 / 6000, budget_text="1/6000", watchlist_size=2000, evaluated_watchlist_size=10000, threshold=0.58,
+        fpir_upper95=0.000162, nonmated_searches=300000, mated_searches=1000,
+    )
+    values.update(changes)
+    return CalibrationCitation(**values)
 
 
 def unit_templates(n: int, seed: int = 0) -> np.ndarray:
