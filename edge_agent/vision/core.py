@@ -109,8 +109,9 @@ class RecognitionCore:
         detectors = [BlazeFaceDetector(LiteRTModel(f.path, threads), variant, detection_threshold) for variant, f in files.detectors]
         embedder = Embedder(LiteRTModel(files.embedder.path, threads, delegate))
         # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
-        names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
-        log.info("models %s on %s", names, read_cpu_profile().summary())
+        if log.isEnabledFor(logging.INFO):  # reads /proc/cpuinfo: only when the line will be written
+            names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
+            log.info("models %s on %s", names, read_cpu_profile().summary())
         return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
