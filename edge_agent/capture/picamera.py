@@ -12,13 +12,11 @@ We request RGB888 so no per-frame conversion is needed on the Pi's small CPU.
 from __future__ import annotations
 
 import importlib
-import threading
-from collections.abc import Iterator
 
 import numpy as np
 
+from edge_agent.capture.base import ThreadedSource
 from edge_agent.capture.frame import CaptureError, Clock, Frame, utc_now
-from edge_agent.capture.latest import LatestSlot
 from edge_agent.errors import EdgeAgentError
 
 PIXEL_FORMATS = ("RGB888", "BGR888", "XRGB8888")
@@ -46,8 +44,11 @@ def _import_picamera2():
         ) from None
 
 
-class PiCameraSource:
+class PiCameraSource(ThreadedSource):
     """A ``FrameSource`` over a CSI camera; a reader thread keeps only the newest frame."""
+
+    release_while_reading = True  # Picamera2.stop() is what unblocks a waiting capture_array
+    join_timeout_s = 2.0
 
     def __init__(
         self,
@@ -61,15 +62,13 @@ class PiCameraSource:
     ) -> None:
         if pixel_format not in PIXEL_FORMATS:
             raise CaptureError(f"unsupported picamera2 pixel format {pixel_format!r}", f"use one of {', '.join(PIXEL_FORMATS)}")
+        super().__init__(clock=clock)
         Picamera2 = _import_picamera2()
         self.camera_num = camera_num
         self.pixel_format = pixel_format
         self.size: tuple[int, int] | None = (width, height)
         self.fps: float | None = fps
-        self._clock = clock
-        self._slot: LatestSlot[Frame] = LatestSlot()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._index = 0
         try:
             self._cam = Picamera2(camera_num)
             controls = {"FrameRate": float(fps)} if fps else {}
@@ -86,51 +85,19 @@ class PiCameraSource:
                 "check the ribbon cable, that 'rpicam-hello --list-cameras' shows it, and that no other process holds it",
             ) from exc
 
-    def __enter__(self) -> PiCameraSource:
-        return self
+    def describe(self) -> str:
+        return f"Pi camera {self.camera_num}"
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _read(self) -> Frame:
+        array = self._cam.capture_array("main")  # blocks until the next sensor frame
+        frame = Frame(to_bgr(array, self.pixel_format), self._clock(), self._index, None)
+        self._index += 1
+        return frame
 
-    @property
-    def dropped(self) -> int:
-        return self._slot.dropped
+    def _reader_failed(self, exc: BaseException) -> BaseException:
+        return CaptureError(f"Pi camera {self.camera_num} failed: {exc}", "the agent exits; systemd restarts it")
 
-    @property
-    def pending(self) -> int:
-        return self._slot.depth
-
-    def frames(self) -> Iterator[Frame]:
-        if self._thread is not None:
-            raise CaptureError("frames() already called on this Pi camera", "open a new source to read again")
-        self._thread = threading.Thread(target=self._reader, name="capture-picamera", daemon=True)
-        self._thread.start()
-        while True:
-            frame = self._slot.get()
-            if frame is None:
-                return
-            yield frame
-
-    def _reader(self) -> None:
-        index = 0
-        try:
-            while not self._stop.is_set():
-                array = self._cam.capture_array("main")  # blocks until the next sensor frame
-                self._slot.put(Frame(to_bgr(array, self.pixel_format), self._clock(), index, None))
-                index += 1
-        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, which re-raises it)
-            if not self._stop.is_set():
-                self._slot.fail(CaptureError(f"Pi camera {self.camera_num} failed: {exc}", "the agent exits; systemd restarts it"))
-        finally:
-            self._slot.close()
-
-    def close(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._slot.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
+    def _release(self) -> None:
         try:
             self._cam.stop()
         finally:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge_agent.capture.base import SequentialSource
 from edge_agent.capture.frame import CaptureError, Clock, Frame, ensure_bgr, utc_now
 from edge_agent.errors import EdgeAgentError
 
@@ -42,12 +42,11 @@ def _read_still(path: Path) -> np.ndarray:
     return image
 
 
-class ImageDirectorySource:
+class ImageDirectorySource(SequentialSource):
     """Every image file in a directory, in natural name order; ``index`` is the position in ``paths``."""
 
-    fps: float | None = None
-
     def __init__(self, directory: str | Path, *, clock: Clock = utc_now) -> None:
+        super().__init__(clock=clock)
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise CaptureError(f"{self.directory} is not a directory", "give a folder of .jpg/.png images")
@@ -60,39 +59,31 @@ class ImageDirectorySource:
                 f"{self.directory} holds no image files",
                 f"accepted extensions: {', '.join(sorted(IMAGE_SUFFIXES))}",
             )
-        self.size: tuple[int, int] | None = None
         self.skipped: list[Path] = []
-        self._clock = clock
+        self._next = 0
 
-    def __enter__(self) -> ImageDirectorySource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def dropped(self) -> int:
-        return 0
+    def describe(self) -> str:
+        return f"image folder {self.directory}"
 
     def path_of(self, index: int) -> Path:
         """The file a frame came from, for the investigator's candidate list."""
         return self.paths[index]
 
-    def frames(self) -> Iterator[Frame]:
-        for index, path in enumerate(self.paths):
+    def _read(self) -> Frame | None:
+        while self._next < len(self.paths):
+            index, path = self._next, self.paths[self._next]
+            self._next += 1
             try:
                 image = ensure_bgr(_read_still(path), str(path))
             except (EdgeAgentError, OSError) as exc:
                 log.warning("skipping unreadable image %s: %s", path, exc)
                 self.skipped.append(path)
                 continue
-            yield Frame(image, self._clock(), index, None)
-
-    def close(self) -> None:
-        pass
+            return Frame(image, self._clock(), index, None)
+        return None
 
 
-class VideoReplaySource:
+class VideoReplaySource(SequentialSource):
     """A recorded video read in order, optionally sampled down to ``sample_fps``.
 
     Sampling skips frames with ``grab()`` (no decode to pixels) so a long recording can be
@@ -100,6 +91,7 @@ class VideoReplaySource:
     """
 
     def __init__(self, path: str | Path, *, sample_fps: float | None = None, clock: Clock = utc_now) -> None:
+        super().__init__(clock=clock)
         self.path = Path(path)
         if not self.path.is_file():
             raise CaptureError(f"video {self.path} not found", "check the path")
@@ -116,36 +108,27 @@ class VideoReplaySource:
         w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         h = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         self.size: tuple[int, int] | None = (w, h) if w and h else None
-        self._clock = clock
-
-    def __enter__(self) -> VideoReplaySource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def dropped(self) -> int:
-        return 0
-
-    def frames(self) -> Iterator[Frame]:
         step = (self.native_fps / self.sample_fps) if (self.sample_fps and self.native_fps) else 1.0
-        step = max(step, 1.0)
-        next_wanted = 0.0
-        position = 0  # index of the next frame in the file
-        while True:
-            if position + 0.5 < next_wanted:
-                if not self._cap.grab():
-                    return
-                position += 1
-                continue
-            ok, image = self._cap.read()
-            if not ok or image is None:
-                return
-            t = position / self.native_fps if self.native_fps else float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
-            yield Frame(ensure_bgr(image, str(self.path)), self._clock(), position, t)
-            position += 1
-            next_wanted += step
+        self._step = max(step, 1.0)
+        self._next_wanted = 0.0
+        self._position = 0  # index of the next frame in the file
 
-    def close(self) -> None:
+    def describe(self) -> str:
+        return f"video {self.path}"
+
+    def _read(self) -> Frame | None:
+        while self._position + 0.5 < self._next_wanted:
+            if not self._cap.grab():
+                return None
+            self._position += 1
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            return None
+        position = self._position
+        t = position / self.native_fps if self.native_fps else float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+        self._position += 1
+        self._next_wanted += self._step
+        return Frame(ensure_bgr(image, str(self.path)), self._clock(), position, t)
+
+    def _release(self) -> None:
         self._cap.release()
