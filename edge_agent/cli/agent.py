@@ -16,9 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent.config import load_config
+    from edge_agent.hardening import disable_core_dumps
 
+    hardened = disable_core_dumps()  # before any key, frame or watchlist is in memory
     config = load_config(args.config)
     logging.basicConfig(level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("edge_agent.hardening").info(hardened.describe())
     if args.check:
         print(f"{args.config}: valid (device {config.device.id}, profile {config.hardware.profile})")
         return 0

@@ -135,9 +135,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from edge_agent.control_room.listener import AlertListener
     from edge_agent.control_room.store import AlertStore
     from edge_agent.crypto.keyfiles import load_private_key
+    from edge_agent.hardening import disable_core_dumps
     from edge_agent.identity.registry import DeviceRegistry
 
+    hardened = disable_core_dumps()  # before the crop key or any alert is in memory
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("edge_agent.hardening").info(hardened.describe())
     config = _broker_config(args)
     retention = _retention(args.retention_days)
     max_age = timedelta(hours=args.max_age_hours)

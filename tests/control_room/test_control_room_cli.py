@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core_dump_helpers import allow_core_dumps, core_limit
 from edge_agent.cli.main import main
 from edge_agent.crypto.keyfiles import load_private_key
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
@@ -47,7 +48,7 @@ def test_listen_then_review_from_the_command_line(mosquitto, messaging_env, tmp_
         [sys.executable, "-m", "edge_agent.cli.main", "control-room", "listen", "--config", str(config),
          "--registry", str(messaging_env.registry_path), "--key", str(messaging_env.control_room_key), "--db", str(db),
          "--client-id", f"cli-{uuid.uuid4().hex[:6]}", "--exit-after", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=allow_core_dumps,
     )
     try:
         key = load_private_key(messaging_env.devices["cam-01"] / "device_ed25519.key", Ed25519PrivateKey)
@@ -57,11 +58,15 @@ def test_listen_then_review_from_the_command_line(mosquitto, messaging_env, tmp_
         good = builder.build(decision, JPEG, datetime.now(timezone.utc), 1)
         forged = json.loads(encode_event(builder.build(decision, JPEG, datetime.now(timezone.utc), 2)))
         forged["subject_ref"] = forged["candidates"][0]["subject_ref"] = "subj-0"
+        startup_lines = []
         for line in listen.stderr:  # wait until the subscription is granted
+            startup_lines.append(line)
             if line.startswith("subscribed"):
                 break
         else:
             pytest.fail("listener exited before subscribing")
+        assert core_limit(listen.pid) == ("0", "0"), "issue 10.4: the control room disables core dumps at start-up"
+        assert any("core dumps disabled (RLIMIT_CORE 0/0, dumpable 0)" in line for line in startup_lines)
         _publish(mosquitto, "cam-01", [encode_event(good), json.dumps(forged).encode()])
         out, err = listen.communicate(timeout=20)
     finally:

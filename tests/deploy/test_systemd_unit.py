@@ -76,6 +76,7 @@ def test_hardening_directives_present():
         "DevicePolicy": "closed",
         "RestrictSUIDSGID": "yes",
         "LockPersonality": "yes",
+        "LimitCORE": "0",  # issue 10.4: a crash must not hand frames, templates or keys to systemd-coredump
     }
     for key, value in expected_single.items():
         assert d.get(key) == [value], f"{key}: {d.get(key)}"
