@@ -18,23 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import ConfigError
+from edge_agent.identifiers import MAX_RETENTION_DAYS, PIXEL_FORMATS, TOPIC_PREFIX, IdentifierError, check_device_id
 from edge_agent.vision.quality import QualityPolicy
 from edge_agent.vision.tiling import TileGrid
 
 CONFIG_VERSION = 1
 PROFILE_VERSION = 1
 
-DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DETECTOR_MODELS = ("full", "short", "both")
 DELEGATES = ("none", "edgetpu")
 FILE_MODES = ("every_frame", "live")
 FRAME_POLICIES = ("latest", "every_frame")
-PIXEL_FORMATS = ("RGB888", "BGR888", "XRGB8888")
 MQTT_PROTOCOLS = ("5",)  # the publisher speaks MQTT 5 (PUBACK reason codes, session expiry)
-TOPIC_PREFIXES = ("lfr/v1",)
+TOPIC_PREFIXES = (TOPIC_PREFIX,)
 DEFAULT_QUALITY = QualityPolicy()  # the quality gates' defaults live with the gates  # topics format v1 (docs/formats/topics.md)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MAX_RETENTION_DAYS = 31  # policing.md 13: alert data is kept at most 31 days
 
 # Key names that can only ever hold a secret: never accepted inline, whatever the section.
 SECRET_NAMES = re.compile(r"(^|_)(password|passphrase|secret|token|private_key|psk)$")
@@ -259,6 +257,14 @@ class _Table:
             raise self.error(key, value, f"must be {allowed or 'of the form ' + pattern.pattern}")
         return value
 
+    def identifier(self, key: str, check: Any) -> str:
+        """A value checked by its one rule in edge_agent.identifiers, reported with this key's path."""
+        value = self._get(key, _REQUIRED)
+        try:
+            return check(value)
+        except IdentifierError as exc:
+            raise self.error(key, value, f"{exc.message}; {exc.hint}") from None
+
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
         value = self._get(key, default)
         if value not in choices:
@@ -444,7 +450,7 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
     # [device]
     t = table("device", required=True)
     device = DeviceConfig(
-        id=t.string("id", pattern=DEVICE_ID_PATTERN, allowed="1-64 letters, digits, '.', '_' or '-' (it becomes an MQTT topic level)"),
+        id=t.identifier("id", check_device_id),
         state_dir=t.path("state_dir", "/var/lib/edge-agent", must="any"),  # systemd StateDirectory= creates it
         signing_key=t.path("signing_key", private=True),
         watchlist_key=t.path("watchlist_key", private=True),
@@ -545,7 +551,7 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
             ca_file=t.path("ca_file", need),
             cert_file=t.path("cert_file", need),
             key_file=t.path("key_file", need, private=True),
-            topic_prefix=t.choice("topic_prefix", TOPIC_PREFIXES, "lfr/v1"),
+            topic_prefix=t.choice("topic_prefix", TOPIC_PREFIXES, TOPIC_PREFIX),
             keepalive=t.integer("keepalive", 60, lo=5, hi=3600),
             protocol=t.choice("protocol", MQTT_PROTOCOLS, "5"),
         )
@@ -560,7 +566,7 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
     spool = SpoolConfig(
         path=t.path("path", str(device.state_dir / "spool"), must="any"),
         max_bytes=t.integer("max_bytes", 256 * 1024 * 1024, lo=1024 * 1024, hi=1 << 40),
-        max_age_days=t.number("max_age_days", 31.0, lo=0.0, hi=float(MAX_RETENTION_DAYS), lo_open=True),
+        max_age_days=t.number("max_age_days", float(MAX_RETENTION_DAYS), lo=0.0, hi=float(MAX_RETENTION_DAYS), lo_open=True),
     )
     t.done()
 

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc
 from edge_agent.durable import fsync_dir
 from edge_agent.errors import EdgeAgentError
+from edge_agent.identifiers import IdentifierError, check_actor
 
 AUDIT_VERSION = 1
 AUDIT_FILE_NAME = "audit.log"  # the default log name inside a device state directory
@@ -46,7 +47,6 @@ KINDS = (
     "deployment_ended",
 )
 _KIND = re.compile(r"[a-z][a-z0-9_]{2,47}")
-_ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 # Names that only ever hold biometric material; refused whatever their value.
 _BIOMETRIC_KEYS = frozenset({"embedding", "embeddings", "template", "templates", "crop", "crops", "image", "images", "frame", "frames", "probe", "face_image", "vector"})
 MAX_STRING = 1000  # a base64 128-D float32 template is ~684 chars; crops are far longer
@@ -114,9 +114,10 @@ def check_no_biometrics(details: Any, where: str = "details") -> None:
 
 
 def _check_actor(actor: str) -> str:
-    if not isinstance(actor, str) or not _ACTOR.fullmatch(actor):
-        raise AuditError(f"audit actor {actor!r} is invalid", "use an id like device:cam-01 or officer:PC1234")
-    return actor
+    try:
+        return check_actor(actor)
+    except IdentifierError as exc:
+        raise AuditError(exc.message, exc.hint) from None
 
 
 class AuditLog:

@@ -18,8 +18,7 @@ import numpy as np
 from edge_agent.capture.base import ThreadedSource
 from edge_agent.capture.frame import CaptureError, Clock, Frame, utc_now
 from edge_agent.errors import EdgeAgentError
-
-PIXEL_FORMATS = ("RGB888", "BGR888", "XRGB8888")
+from edge_agent.identifiers import PIXEL_FORMATS
 
 
 def to_bgr(array: np.ndarray, pixel_format: str) -> np.ndarray:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edge_agent.errors import ConfigError
+from edge_agent.identifiers import MAX_RETENTION_DAYS, check_retention
 
 DEFAULT_DB = Path("alerts.db")
 
@@ -32,9 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listen.add_argument("--key", type=Path, required=True, help="control_room_x25519.key (opens sealed crops)")
     listen.add_argument("--db", type=Path, default=DEFAULT_DB, help="alert store (SQLite), default alerts.db")
     listen.add_argument("--client-id", default="control-room-1", help="stable MQTT client id of this listener (persistent session)")
-    listen.add_argument("--max-age-hours", type=float, default=31 * 24, help="refuse alerts captured longer ago (default 744 = 31 days)")
+    listen.add_argument("--max-age-hours", type=float, default=MAX_RETENTION_DAYS * 24, help=f"refuse alerts captured longer ago (default {MAX_RETENTION_DAYS * 24} = {MAX_RETENTION_DAYS} days)")
     listen.add_argument("--max-future-s", type=float, default=300, help="refuse alerts stamped further in the future (clock skew)")
-    listen.add_argument("--retention-days", type=float, default=31, help="delete alerts older than this unless held (at most 31)")
+    listen.add_argument("--retention-days", type=float, default=MAX_RETENTION_DAYS, help=f"delete alerts older than this unless held (at most {MAX_RETENTION_DAYS})")
     listen.add_argument("--exit-after", type=int, default=0, help="stop after this many messages (0: run until Ctrl-C/SIGTERM)")
     listen.set_defaults(func=cmd_listen)
 
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     purge = sub.add_parser("purge", help="delete alerts past retention (unless held)")
     purge.add_argument("--db", type=Path, default=DEFAULT_DB)
-    purge.add_argument("--retention-days", type=float, default=31)
+    purge.add_argument("--retention-days", type=float, default=MAX_RETENTION_DAYS)
     _audit_args(purge)
     purge.set_defaults(func=cmd_purge)
 
@@ -122,9 +123,9 @@ def _broker_config(args: argparse.Namespace):
 
 
 def _retention(days: float) -> timedelta:
-    if not 0 < days <= 31:
-        raise ConfigError(f"--retention-days {days} must be between 0 and 31", "policing.md: alert data is kept at most 31 days")
-    return timedelta(days=days)
+    if not 0 < days <= MAX_RETENTION_DAYS:
+        raise ConfigError(f"--retention-days {days} must be between 0 and {MAX_RETENTION_DAYS}", f"policing.md: alert data is kept at most {MAX_RETENTION_DAYS} days")
+    return check_retention(timedelta(days=days), "--retention-days")
 
 
 def cmd_listen(args: argparse.Namespace) -> int:

@@ -7,17 +7,15 @@ retention period (at most 31 days, policing.md 13) unless a legal hold with a re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from edge_agent.control_room.store import AlertStore, StoreError
 from edge_agent.errors import ConfigError
+from edge_agent.identifiers import IdentifierError, check_retention, check_reviewer
 
 DECISIONS = ("confirmed", "rejected")
-MAX_RETENTION = timedelta(days=31)
-_REVIEWER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 
 
 class AuditSink(Protocol):
@@ -36,8 +34,10 @@ class Adjudication:
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
             raise ConfigError(f"decision {self.decision!r} is not one of {DECISIONS}", "use --decision confirmed or --decision rejected")
-        if not isinstance(self.reviewer, str) or not _REVIEWER.fullmatch(self.reviewer):
-            raise ConfigError(f"reviewer {self.reviewer!r} is not a valid reviewer id", "use an id like PC1234 or officer:PC1234")
+        try:
+            check_reviewer(self.reviewer)
+        except IdentifierError as exc:
+            raise ConfigError(f"{exc.message}: not a valid reviewer id", "use an id like PC1234 or officer:PC1234") from None
         if not isinstance(self.reason, str) or not self.reason.strip():
             raise ConfigError("an adjudication needs a reason", "say why, e.g. --reason 'face and tattoo match custody image'")
         if len(self.reason) > 1000:
@@ -73,8 +73,7 @@ def apply_retention(
     store: AlertStore, now: datetime, retention: timedelta, replay_window: timedelta, audit: AuditSink | None = None
 ) -> list[str]:
     """Delete alerts older than ``retention`` (not held). Returns deleted ids, audited as one record."""
-    if not timedelta(0) < retention <= MAX_RETENTION:
-        raise ConfigError(f"retention {retention} must be positive and at most 31 days", "policing.md: alert data is kept at most 31 days")
+    check_retention(retention)
     deleted = store.purge(now, retention, replay_window)
     if deleted and audit is not None:
         audit.append("alerts_deleted_retention", {"count": len(deleted), "event_ids": deleted, "retention_days": retention / timedelta(days=1)})

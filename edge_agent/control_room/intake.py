@@ -25,10 +25,11 @@ from edge_agent.events.crop import open_crop
 from edge_agent.events.schema import AlertEvent, EventFormatError, format_time, parse_payload
 from edge_agent.events.signing import verify_event
 from edge_agent.events.topics import parse_topic
+from edge_agent.identifiers import MAX_RETENTION
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_AGE = timedelta(days=31)  # store-and-forward may deliver late; older than retention is refused
+DEFAULT_MAX_AGE = MAX_RETENTION  # store-and-forward may deliver late; older than retention is refused
 DEFAULT_MAX_FUTURE = timedelta(minutes=5)  # device clock skew allowance
 
 

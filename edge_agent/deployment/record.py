@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +28,7 @@ from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, publ
 from edge_agent.deployment.calibration import CalibrationCitation, ProvisionalDefault, ThresholdEvidence, evidence_from_json
 from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.errors import ConfigError, SecurityError
-from edge_agent.identity.keys import validate_device_id
+from edge_agent.identifiers import check_deployment_id, check_device_id
 
 DEPLOYMENT_FORMAT = "edge-agent-deployment"
 DEPLOYMENT_VERSION = 2
@@ -62,7 +61,6 @@ RECORD_FIELDS = (
 )
 #: Required in version 2 records, refused in version 1.
 V2_FIELDS = ("false_alert_budget", "calibration")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def default_silent(mode: str, platform: str) -> bool:
@@ -93,8 +91,7 @@ class DeploymentRecord:
     version: int = DEPLOYMENT_VERSION
 
     def __post_init__(self) -> None:
-        if not _ID.fullmatch(self.deployment_id or ""):
-            raise ConfigError(f"deployment_id {self.deployment_id!r} is invalid", "use 1-64 letters, digits, '.', '_' or '-'")
+        check_deployment_id(self.deployment_id)
         for name in ("authorising_officer", "purpose", "legal_basis", "location", "location_rationale", "dpia_ref", "equality_impact_ref"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -119,7 +116,7 @@ class DeploymentRecord:
         if not self.device_ids:
             raise ConfigError("deployment names no device", "list the device ids that may use it")
         for device_id in self.device_ids:
-            validate_device_id(device_id)
+            check_device_id(device_id)
         if len(set(self.device_ids)) != len(self.device_ids):
             raise ConfigError("deployment lists a device id twice", "list each device once")
         if self.version == 1:

@@ -19,7 +19,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.events.crop import seal_crop
 from edge_agent.events.schema import MAX_CANDIDATES, AlertEvent, Candidate, format_time, parse_time, round_score
 from edge_agent.events.signing import sign_event
-from edge_agent.events.topics import check_device_id
+from edge_agent.identifiers import check_device_id
 
 
 class NotAMatchError(EdgeAgentError):

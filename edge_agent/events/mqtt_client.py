@@ -33,7 +33,8 @@ from paho.mqtt.properties import Properties
 from edge_agent.events.mqtt_connection import Backoff, BrokerConfig, disable_nagle, tls_context
 from edge_agent.events.schema import format_time
 from edge_agent.events.spool import Spool, SpooledEvent
-from edge_agent.events.topics import check_device_id, status_topic, telemetry_topic, alert_topic
+from edge_agent.events.topics import alert_topic, status_topic, telemetry_topic
+from edge_agent.identifiers import check_device_id
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.identifiers import IdentifierError, check_deployment_id, check_device_id, check_subject_ref
 from edge_agent.watchlist.entry import CATEGORIES  # the closed list (policing.md 5)
 
 SCHEMA = "lfr.alert/1"
@@ -45,10 +46,9 @@ FIELDS: tuple[str, ...] = (
 MODEL_FIELDS: tuple[str, ...] = ("detector_sha256", "aligner", "embedder_sha256")
 CANDIDATE_FIELDS: tuple[str, ...] = ("subject_ref", "score")
 
-# Device ids become MQTT topic levels and certificate CNs: no '/', '+', '#', spaces or controls.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# Device ids, deployment ids and subject refs follow edge_agent.identifiers; this one is the event's own.
+WATCHLIST_VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 SCORE_DECIMALS = 6
 
 
@@ -65,7 +65,7 @@ def format_time(when: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    if not isinstance(text, str) or not _TIME_PATTERN.match(text):
+    if not isinstance(text, str) or not text.isascii() or not _TIME_PATTERN.fullmatch(text):
         raise EventFormatError(f"captured_at {text!r} is not UTC ISO 8601 with milliseconds", "expected e.g. 2026-01-31T12:00:00.000Z")
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
@@ -241,20 +241,17 @@ def _validate(ev: AlertEvent) -> None:
         parsed = None
     if parsed is None or parsed.version != 4 or str(parsed) != ev.event_id:
         raise bad(f"event_id {ev.event_id!r} is not a lower-case UUID4")
-    for name in ("device_id", "deployment_id"):
-        value = getattr(ev, name)
-        if not isinstance(value, str) or not ID_PATTERN.match(value):
-            raise bad(f"{name} {value!r} must match {ID_PATTERN.pattern}")
-    if not isinstance(ev.watchlist_version, str) or not REF_PATTERN.match(ev.watchlist_version):
-        raise bad(f"watchlist_version {ev.watchlist_version!r} must match {REF_PATTERN.pattern}")
+    for name, check in (("device_id", check_device_id), ("deployment_id", check_deployment_id)):
+        _identifier(name, check, getattr(ev, name))
+    if not isinstance(ev.watchlist_version, str) or not ev.watchlist_version.isascii() or not WATCHLIST_VERSION_PATTERN.fullmatch(ev.watchlist_version):
+        raise bad(f"watchlist_version {ev.watchlist_version!r} must match {WATCHLIST_VERSION_PATTERN.pattern}")
     if not _is_int(ev.seq) or not 1 <= ev.seq < 2**53:
         raise bad(f"seq {ev.seq!r} must be an integer from 1 to 2^53-1")
     if not isinstance(ev.captured_at, datetime) or ev.captured_at.utcoffset() != timedelta(0):
         raise bad("captured_at must be a UTC datetime")
     if ev.captured_at.microsecond % 1000:
         raise bad("captured_at must be whole milliseconds (use format_time/parse_time)")
-    if not isinstance(ev.subject_ref, str) or not REF_PATTERN.match(ev.subject_ref):
-        raise bad(f"subject_ref {ev.subject_ref!r} must match {REF_PATTERN.pattern}")
+    _identifier("subject_ref", check_subject_ref, ev.subject_ref)
     if not isinstance(ev.category, str) or ev.category not in CATEGORIES:
         raise bad(f"category {ev.category!r} is not on the closed list {list(CATEGORIES)}")
     for name in ("score", "threshold"):
@@ -271,8 +268,7 @@ def _validate(ev: AlertEvent) -> None:
     if not 1 <= len(ev.candidates) <= MAX_CANDIDATES:
         raise bad(f"candidates must hold 1 to {MAX_CANDIDATES} entries")
     for c in ev.candidates:
-        if not isinstance(c.subject_ref, str) or not REF_PATTERN.match(c.subject_ref):
-            raise bad(f"candidate subject_ref {c.subject_ref!r} is malformed")
+        _identifier("candidate subject_ref", check_subject_ref, c.subject_ref)
         if not _is_number(c.score) or not -1.0 <= c.score <= 1.0 or round(c.score, SCORE_DECIMALS) != c.score:
             raise bad(f"candidate score {c.score!r} is malformed")
     if ev.candidates[0].subject_ref != ev.subject_ref or ev.candidates[0].score != ev.score:
@@ -285,6 +281,14 @@ def _validate(ev: AlertEvent) -> None:
         raise bad("crop must be base64 of a sealed blob")
     if ev.signature and not _is_b64(ev.signature, exact=64):
         raise bad("signature must be base64 of a 64-byte Ed25519 signature")
+
+
+def _identifier(field: str, check: Any, value: Any) -> None:
+    """Apply the one rule for this identifier (edge_agent.identifiers), reported as a format error."""
+    try:
+        check(value)
+    except IdentifierError as exc:
+        raise EventFormatError(f"{field}: {exc.message}", exc.hint) from None
 
 
 def _is_b64(text: Any, min_len: int = 1, exact: int | None = None) -> bool:

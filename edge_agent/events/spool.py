@@ -22,8 +22,8 @@ from pathlib import Path
 
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events.schema import format_time, parse_time
+from edge_agent.identifiers import MAX_RETENTION, check_retention
 
-MAX_RETENTION = timedelta(days=31)  # policing.md 13: alert data at most 31 days
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 SPOOL_SCHEMA_VERSION = 1
 
@@ -85,11 +85,7 @@ class Spool:
     ) -> None:
         if max_bytes <= 0:
             raise ConfigError(f"spool max_bytes {max_bytes} must be positive", "set a size bound in bytes")
-        if not timedelta(0) < retention <= MAX_RETENTION:
-            raise ConfigError(
-                f"spool retention {retention} must be positive and at most {MAX_RETENTION.days} days",
-                "policing.md: alert data is kept at most 31 days",
-            )
+        check_retention(retention, "spool retention")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.retention = retention

@@ -6,25 +6,15 @@ The device id is a single topic level and equals the device certificate's CN, so
 
 from __future__ import annotations
 
-from edge_agent.errors import ConfigError
-from edge_agent.events.schema import ID_PATTERN
+from edge_agent.identifiers import DEVICE_ID, TOPIC_PREFIX, check_device_id
 
-PREFIX = "lfr/v1"
+PREFIX = TOPIC_PREFIX
 KINDS = ("alert", "status", "telemetry")
 SHARE_GROUP = "control-room"
 ALERT_FILTER = f"{PREFIX}/+/alert"
 SHARED_ALERT_SUBSCRIPTION = f"$share/{SHARE_GROUP}/{ALERT_FILTER}"
 STATUS_FILTER = f"{PREFIX}/+/status"
 TELEMETRY_FILTER = f"{PREFIX}/+/telemetry"
-
-
-def check_device_id(device_id: str) -> str:
-    if not isinstance(device_id, str) or not ID_PATTERN.match(device_id):
-        raise ConfigError(
-            f"device id {device_id!r} cannot be used in MQTT topics",
-            f"use 1-64 characters matching {ID_PATTERN.pattern}",
-        )
-    return device_id
 
 
 def topic(device_id: str, kind: str) -> str:
@@ -50,6 +40,6 @@ def parse_topic(name: str) -> tuple[str, str] | None:
     parts = name.split("/")
     if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[3] not in KINDS:
         return None
-    if not ID_PATTERN.match(parts[2]):
+    if DEVICE_ID.problem(parts[2]) is not None:
         return None
     return parts[2], parts[3]

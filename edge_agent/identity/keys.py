@@ -15,7 +15,6 @@ Private keys are written 0600 and never overwritten (``edge_agent.crypto.keyfile
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key, write_private_key, write_public_key
 from edge_agent.errors import ConfigError, SecurityError
+from edge_agent.identifiers import check_device_id
 
 AUTHORITY_KEY = "authority_ed25519.key"
 AUTHORITY_PUB = "authority_ed25519.pub"
@@ -37,17 +37,8 @@ DEVICE_SEAL_PUB = "device_x25519.pub"
 CONTROL_ROOM_KEY = "control_room_x25519.key"
 CONTROL_ROOM_PUB = "control_room_x25519.pub"
 
-# Device ids appear in MQTT topics, file names and package headers: no '/', '+', '#', spaces.
-DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def validate_device_id(device_id: str) -> str:
-    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise ConfigError(
-            f"invalid device id {device_id!r}",
-            "use 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
-        )
-    return device_id
+# Device ids appear in MQTT topics, file names and package headers: the one rule is in identifiers.
+validate_device_id = check_device_id
 
 
 @dataclass(frozen=True)

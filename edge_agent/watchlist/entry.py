@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from edge_agent.errors import ConfigError
+from edge_agent.identifiers import check_subject_ref
 
 # Closed list (policing.md 5; Bridges: a free-form "other" gave too broad a discretion).
 CATEGORIES = ("wanted_by_court", "suspect", "missing_vulnerable", "risk_to_self_or_others")
-# Opaque case/system references: no spaces, so a "Firstname Lastname" cannot slip in as a ref.
-SUBJECT_REF_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 MAX_TEXT = 200
 ENTRY_FIELDS = (
     "subject_ref",
@@ -40,11 +38,8 @@ class WatchlistEntry:
     templates: int  # number of templates this subject contributes, in package order
 
     def __post_init__(self) -> None:
-        if not isinstance(self.subject_ref, str) or not SUBJECT_REF_PATTERN.fullmatch(self.subject_ref):
-            raise ConfigError(
-                f"subject_ref {self.subject_ref!r} is not an opaque reference",
-                "use 1-64 letters, digits, '.', '_', ':', '/' or '-' (a case or system reference, never a name)",
-            )
+        # Opaque case/system references (no spaces, so "Firstname Lastname" cannot slip in; no '/').
+        check_subject_ref(self.subject_ref)
         if self.category not in CATEGORIES:
             raise ConfigError(
                 f"subject {self.subject_ref}: category {self.category!r} is not on the closed list",
