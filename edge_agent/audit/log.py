@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc
+from edge_agent.crypto.signing import AUDIT_CHECKPOINT_V1, sign
 from edge_agent.durable import fsync_dir
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identifiers import IdentifierError, check_actor
@@ -34,7 +35,7 @@ AUDIT_VERSION = 1
 AUDIT_FILE_NAME = "audit.log"  # the default log name inside a device state directory
 GENESIS_HASH = "0" * 64
 CHECKPOINT_KIND = "checkpoint"
-CHECKPOINT_DOMAIN = b"edge-agent audit checkpoint v1\x00"
+CHECKPOINT_DOMAIN = AUDIT_CHECKPOINT_V1
 # The kinds the agent writes; other snake_case kinds are accepted so new events need no format bump.
 KINDS = (
     "watchlist_loaded",
@@ -209,15 +210,15 @@ class AuditLog:
     def _write_checkpoint_raw(self, head_seq: int, head_hash: str, moment: datetime) -> AuditRecord:
         assert self._signing_key is not None
         details = {"head_seq": head_seq, "head_hash": head_hash}
-        return self._write(head_seq + 1, moment, self._actor, CHECKPOINT_KIND, details, head_hash, sign=True)
+        return self._write(head_seq + 1, moment, self._actor, CHECKPOINT_KIND, details, head_hash, signed=True)
 
-    def _write(self, seq: int, moment: datetime, actor: str, kind: str, details: dict, prev: str, sign: bool = False) -> AuditRecord:
+    def _write(self, seq: int, moment: datetime, actor: str, kind: str, details: dict, prev: str, signed: bool = False) -> AuditRecord:
         body = record_body(seq, format_utc(moment), actor, kind, details, prev)
         digest = record_hash(body)
         signature = None
-        if sign:
+        if signed:
             assert self._signing_key is not None
-            signature = base64.b64encode(self._signing_key.sign(CHECKPOINT_DOMAIN + bytes.fromhex(digest))).decode("ascii")
+            signature = base64.b64encode(sign(self._signing_key, CHECKPOINT_DOMAIN, bytes.fromhex(digest))).decode("ascii")
         record = AuditRecord(seq, body["time"], actor, kind, details, prev, digest, signature)
         line = canonical_json(record.to_json()) + b"\n"
         try:

@@ -8,10 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.audit.log import AUDIT_VERSION, CHECKPOINT_DOMAIN, CHECKPOINT_KIND, GENESIS_HASH, record_body, record_hash
+from edge_agent.crypto.signing import SignatureInvalid, verify
 from edge_agent.errors import ConfigError
 
 _FIELDS = {"v", "seq", "time", "actor", "kind", "details", "prev", "hash"}
@@ -80,8 +80,8 @@ def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every:
             return bad(line_no, seq, "record hash does not match its content (record edited)")
         if doc["kind"] == CHECKPOINT_KIND:
             try:
-                public_key.verify(base64.b64decode(doc.get("signature", ""), validate=True), CHECKPOINT_DOMAIN + bytes.fromhex(doc["hash"]))
-            except (InvalidSignature, ValueError, TypeError):
+                verify(public_key, CHECKPOINT_DOMAIN, bytes.fromhex(doc["hash"]), base64.b64decode(doc.get("signature", ""), validate=True))
+            except (SignatureInvalid, ValueError, TypeError):
                 return bad(line_no, seq, "checkpoint signature is not valid for the device key")
             checkpoints += 1
             since_checkpoint = 0

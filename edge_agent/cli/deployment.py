@@ -28,6 +28,7 @@ from edge_agent.deployment.policy import (
     needs_threshold_approval,
 )
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, EdgeAgentError, SecurityError
 from edge_agent.identity.keys import load_approver_key, load_approver_public, load_authority_key, load_authority_public
 
@@ -150,9 +151,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     record = signed.unverified_record()
     approved = signed.approve(load_approver_key(args.approver_key))
     out = args.out or args.deployment
-    tmp = Path(str(out) + ".tmp")
-    tmp.write_bytes(approved.to_bytes() + b"\n")
-    os.replace(tmp, out)
+    atomic_write(out, approved.to_bytes() + b"\n", 0o644)
     print(f"approved deployment {record.deployment_id} (threshold {record.alert_threshold}) -> {out}")
     return 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.cli.progress import Progress
+from edge_agent.durable import atomic_write
 from edge_agent.errors import EdgeAgentError
 
 EXIT_GATE_FAILED = 3
@@ -160,17 +161,11 @@ def write_outputs(evaluation: Any, out_dir: Path, gate: dict[str, Any] | None) -
         report["gate"] = gate
     data = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
     json_path = out_dir / "report.json"
-    _atomic_write(json_path, data)
+    atomic_write(json_path, data, 0o644)
     digest = hashlib.sha256(data).hexdigest()
     html_path = out_dir / "report.html"
-    _atomic_write(html_path, render(evaluation, gate).encode())
+    atomic_write(html_path, render(evaluation, gate).encode(), 0o644)
     return json_path, html_path, digest
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -295,7 +290,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     text = json.dumps(record, indent=1, allow_nan=False) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(args.out, text.encode())
+        atomic_write(args.out, text.encode(), 0o644)
     sys.stdout.write(text)
     if record["recommended_threshold"] is None:
         print(f"no threshold recommended: {record['reason']}", file=sys.stderr)
@@ -322,8 +317,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = build_report(args.deployment, sources, args.alerts_db, _now())
     args.out.mkdir(parents=True, exist_ok=True)
     data = json.dumps(report, indent=1, allow_nan=False) + "\n"
-    _atomic_write(args.out / "deployment-report.json", data.encode())
-    _atomic_write(args.out / "deployment-report.html", render_html(report).encode())
+    atomic_write(args.out / "deployment-report.json", data.encode(), 0o644)
+    atomic_write(args.out / "deployment-report.html", render_html(report).encode(), 0o644)
     if args.json:
         sys.stdout.write(data)
     else:

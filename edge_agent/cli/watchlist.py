@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from edge_agent.cli.progress import Progress
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.deployment.policy import describe_threshold
 from edge_agent.deployment.record import SignedDeployment
+from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError
 from edge_agent.identity.keys import DeviceKeys, load_approver_public, load_authority_key, load_authority_public, load_device_keys
 from edge_agent.identity.registry import DeviceRegistry
@@ -149,9 +149,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     for w in result.warnings:
         print(f"warning [{w.code}] {w.subject_ref}: {w.message}", file=sys.stderr)
-    tmp = Path(str(args.out) + ".tmp")
-    tmp.write_bytes(result.package)
-    os.replace(tmp, args.out)
+    atomic_write(args.out, result.package, 0o644)  # encrypted and signed; readable by whoever ships it
     size = len(result.package)
     print(
         f"{args.out}: {len(result.entries)} subjects, {result.template_count} templates, {size} bytes "
@@ -206,20 +204,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from edge_agent.watchlist.format import signed_message, split_signature
+    from edge_agent.watchlist.loader import verify_package_signature
 
     data = args.package.read_bytes()
     check_magic_and_version(data)
     if args.authority_pub:
-        from cryptography.exceptions import InvalidSignature
-
-        from edge_agent.watchlist.errors import PackageTampered
-
-        signed, signature = split_signature(data)
-        try:
-            load_authority_public(args.authority_pub).verify(signature, signed_message(signed))
-        except InvalidSignature:
-            raise PackageTampered("package signature is not valid for this authority key", "do not use this package") from None
+        verify_package_signature(data, load_authority_public(args.authority_pub))
     container = decode_container(data)
     header = dict(container.header)
     deployment = SignedDeployment.from_json(header.pop("deployment")).unverified_record()

@@ -20,13 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, public_raw
+from edge_agent.crypto.signing import DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, SignatureInvalid, sign, verify
 from edge_agent.deployment.calibration import CalibrationCitation, ProvisionalDefault, ThresholdEvidence, evidence_from_json
 from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
+from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identifiers import check_deployment_id, check_device_id
 
@@ -39,8 +40,8 @@ SIGNED_VERSION = 1
 MODES = ("LFR", "RFR", "OIFR")
 PLATFORMS = ("body_worn", "fixed", "handheld", "central")
 # Domain separation: an authority signature on a deployment can never be replayed as anything else.
-AUTHORITY_DOMAIN = b"edge-agent deployment v1\x00"
-APPROVAL_DOMAIN = b"edge-agent threshold-approval v1\x00"
+AUTHORITY_DOMAIN = DEPLOYMENT_V1
+APPROVAL_DOMAIN = THRESHOLD_APPROVAL_V1
 RECORD_FIELDS = (
     "deployment_id",
     "authorising_officer",
@@ -223,11 +224,11 @@ class SignedDeployment:
     @classmethod
     def sign(cls, record: DeploymentRecord, authority_key: Ed25519PrivateKey) -> "SignedDeployment":
         data = record.canonical_bytes()
-        return cls(data, authority_key.sign(AUTHORITY_DOMAIN + data))
+        return cls(data, sign(authority_key, AUTHORITY_DOMAIN, data))
 
     def approve(self, approver_key: Ed25519PrivateKey) -> "SignedDeployment":
         """Return a copy carrying this approver's signature over the record bytes."""
-        approval = Approval(public_b64(approver_key.public_key()), base64.b64encode(approver_key.sign(APPROVAL_DOMAIN + self.record_bytes)).decode())
+        approval = Approval(public_b64(approver_key.public_key()), base64.b64encode(sign(approver_key, APPROVAL_DOMAIN, self.record_bytes)).decode())
         kept = tuple(a for a in self.approvals if a.public_key != approval.public_key)
         return SignedDeployment(self.record_bytes, self.authority_signature, kept + (approval,))
 
@@ -241,8 +242,8 @@ class SignedDeployment:
 
     def verify(self, authority_pub: Ed25519PublicKey) -> DeploymentRecord:
         try:
-            authority_pub.verify(self.authority_signature, AUTHORITY_DOMAIN + self.record_bytes)
-        except InvalidSignature:
+            verify(authority_pub, AUTHORITY_DOMAIN, self.record_bytes, self.authority_signature)
+        except SignatureInvalid:
             raise SecurityError(
                 "deployment record signature is not valid for the pinned authority key (altered, or signed by another key)",
                 "use the record exactly as issued by the authority, and check the pinned authority key",
@@ -265,9 +266,9 @@ class SignedDeployment:
                 key = ed25519_public_from_b64(approval.public_key)
                 if public_raw(key) not in pinned:
                     continue
-                key.verify(base64.b64decode(approval.signature, validate=True), APPROVAL_DOMAIN + self.record_bytes)
+                verify(key, APPROVAL_DOMAIN, self.record_bytes, base64.b64decode(approval.signature, validate=True))
                 return True
-            except (InvalidSignature, ValueError, SecurityError):
+            except (ValueError, SecurityError):
                 continue
         return False
 
@@ -315,7 +316,7 @@ class SignedDeployment:
             raise ConfigError(f"deployment file {path} not found", "check the path") from None
 
     def save(self, path: Path) -> None:
-        Path(path).write_bytes(self.to_bytes() + b"\n")
+        atomic_write(Path(path), self.to_bytes() + b"\n", 0o644)
 
     def is_active(self, now: datetime) -> bool:
         """Time window only, from the (unverified) record; authorisation goes through policy.authorise."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge_agent.crypto.canonical import canonical_json
+from edge_agent.crypto.signing import ALERT_V1_UNDOMAINED, SignatureInvalid, sign, verify
 from edge_agent.errors import SecurityError
 from edge_agent.events.schema import AlertEvent
 
@@ -23,7 +23,7 @@ def signed_bytes(event: AlertEvent) -> bytes:
 
 
 def sign_event(event: AlertEvent, key: Ed25519PrivateKey) -> AlertEvent:
-    signature = base64.b64encode(key.sign(signed_bytes(event))).decode("ascii")
+    signature = base64.b64encode(sign(key, ALERT_V1_UNDOMAINED, signed_bytes(event))).decode("ascii")
     return dataclasses.replace(event, signature=signature)
 
 
@@ -32,8 +32,8 @@ def verify_event(event: AlertEvent, key: Ed25519PublicKey) -> None:
     if not event.signature:
         raise SecurityError(f"event {event.event_id} is unsigned", "devices must sign every alert")
     try:
-        key.verify(event.signature_bytes, signed_bytes(event))
-    except InvalidSignature:
+        verify(key, ALERT_V1_UNDOMAINED, signed_bytes(event), event.signature_bytes)
+    except SignatureInvalid:
         raise SecurityError(
             f"event {event.event_id} signature does not verify with the registered key of {event.device_id}",
             "the event was altered or forged, or the registry holds a different key for this device",

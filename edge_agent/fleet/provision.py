@@ -24,6 +24,7 @@ from edge_agent.agent.config import load_config
 from edge_agent.crypto.keyfiles import load_public_key
 from edge_agent.errors import ConfigError
 from edge_agent.fleet import pki
+from edge_agent.identifiers import check_device_id
 from edge_agent.identity import keys as idkeys
 from edge_agent.identity.registry import DeviceEntry, DeviceRegistry
 
@@ -117,7 +118,7 @@ def provision_device(
 ) -> ProvisionedDevice:
     """Create everything a device needs in ``out_dir`` and register it; refuses to reuse an id."""
     now = now or datetime.now(UTC)
-    device_id = idkeys.validate_device_id(settings.device_id)
+    device_id = check_device_id(settings.device_id)
     out = Path(out_dir)
     registry_path = Path(registry_path)
     if out.exists():

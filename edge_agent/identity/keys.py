@@ -37,9 +37,6 @@ DEVICE_SEAL_PUB = "device_x25519.pub"
 CONTROL_ROOM_KEY = "control_room_x25519.key"
 CONTROL_ROOM_PUB = "control_room_x25519.pub"
 
-# Device ids appear in MQTT topics, file names and package headers: the one rule is in identifiers.
-validate_device_id = check_device_id
-
 
 @dataclass(frozen=True)
 class AuthorityKeyPaths:
@@ -128,7 +125,7 @@ def device_key_paths(directory: Path, device_id: str) -> DeviceKeyPaths:
 
 
 def init_device(directory: Path, device_id: str) -> DeviceKeyPaths:
-    paths = device_key_paths(directory, validate_device_id(device_id))
+    paths = device_key_paths(directory, check_device_id(device_id))
     _refuse_existing(paths.device_id_file, paths.signing_key, paths.signing_public, paths.sealing_key, paths.sealing_public)
     sign = Ed25519PrivateKey.generate()
     seal = X25519PrivateKey.generate()
@@ -160,7 +157,7 @@ def read_device_id(directory: Path) -> str:
         raise ConfigError(f"device id file {path} not found", "run: edge-agent keys init-device --id ID DIR") from None
     except UnicodeDecodeError:
         raise ConfigError(f"device id file {path} is not ASCII text", "restore it from provisioning") from None
-    return validate_device_id(text)
+    return check_device_id(text)
 
 
 def load_device_keys(directory: Path) -> DeviceKeys:

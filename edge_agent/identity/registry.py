@@ -7,8 +7,6 @@ listener verifies event signatures with the Ed25519 keys listed here. Format: do
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from edge_agent.crypto.canonical import CanonicalJsonError, format_utc, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, x25519_public_from_b64
+from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
-from edge_agent.identity.keys import validate_device_id
+from edge_agent.identifiers import check_device_id
 
 REGISTRY_VERSION = 1
 
@@ -52,7 +51,7 @@ class DeviceRegistry:
         devices: dict[str, DeviceEntry] = {}
         for device_id, entry in doc["devices"].items():
             try:
-                validate_device_id(device_id)
+                check_device_id(device_id)
                 item = DeviceEntry(str(entry["ed25519"]), str(entry["x25519"]), str(entry["added"]))
                 ed25519_public_from_b64(item.ed25519)
                 x25519_public_from_b64(item.x25519)
@@ -76,25 +75,10 @@ class DeviceRegistry:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=".registry-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, data, 0o644)  # public keys only
 
     def add(self, device_id: str, ed25519_pub: Ed25519PublicKey, x25519_pub: X25519PublicKey, now: datetime) -> DeviceEntry:
-        validate_device_id(device_id)
+        check_device_id(device_id)
         if device_id in self.devices:
             raise ConfigError(
                 f"device {device_id!r} is already in the registry",

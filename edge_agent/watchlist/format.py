@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.crypto.canonical import canonical_json
+from edge_agent.crypto.signing import WATCHLIST_V1
 from edge_agent.watchlist.errors import NotAWatchlist, PackageTampered, UnknownFormatVersion
 
 MAGIC = b"EAWL"
@@ -32,7 +33,7 @@ SIGNATURE_LEN = 64
 NONCE_LEN = 12
 TAG_LEN = 16
 SEAL_CONTEXT = b"watchlist-v1"
-SIGNATURE_DOMAIN = b"edge-agent watchlist v1\x00"
+SIGNATURE_DOMAIN = WATCHLIST_V1  # the authority signs with this domain (edge_agent.crypto.signing)
 TEMPLATE_DTYPE = "<f4"
 EMBEDDING_DIM = 128  # SFace
 HEADER_FIELDS = (
@@ -85,10 +86,6 @@ def encode_unsigned(prefix: bytes, seals: dict[str, bytes], payload: bytes) -> b
         parts += [struct.pack(">B", len(ident)), ident, struct.pack(">H", len(seals[device_id])), seals[device_id]]
     parts += [struct.pack(">Q", len(payload)), payload]
     return b"".join(parts)
-
-
-def signed_message(unsigned: bytes) -> bytes:
-    return SIGNATURE_DOMAIN + unsigned
 
 
 def check_magic_and_version(data: bytes) -> None:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.crypto.sealing import open_sealed
+from edge_agent.crypto.signing import SignatureInvalid, verify
 from edge_agent.deployment.policy import authorise
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
@@ -43,8 +44,8 @@ from edge_agent.watchlist.format import (
     check_magic_and_version,
     decode_container,
     decode_plaintext,
+    SIGNATURE_DOMAIN,
     seal_aad,
-    signed_message,
     split_signature,
 )
 from edge_agent.watchlist.gallery import Candidate, Gallery
@@ -85,6 +86,19 @@ def _model_dict(model_identity: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def verify_package_signature(data: bytes, authority_pub: Ed25519PublicKey) -> None:
+    """Check the magic, version and the authority's signature over the whole package (before any field is trusted)."""
+    check_magic_and_version(data)
+    signed, signature = split_signature(data)
+    try:
+        verify(authority_pub, SIGNATURE_DOMAIN, signed, signature)
+    except SignatureInvalid:
+        raise PackageTampered(
+            "watchlist package signature is not valid for the pinned authority key (altered, or not issued by the authority)",
+            "do not use it; obtain the package again from the authority",
+        ) from None
+
+
 def load_watchlist(
     package: bytes | Path | str,
     device_keys: DeviceKeys,
@@ -101,15 +115,7 @@ def load_watchlist(
     if now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware UTC datetime")
     data = _read(package)
-    check_magic_and_version(data)
-    signed, signature = split_signature(data)
-    try:
-        authority_pub.verify(signature, signed_message(signed))
-    except InvalidSignature:
-        raise PackageTampered(
-            "watchlist package signature is not valid for the pinned authority key (altered, or not issued by the authority)",
-            "do not use it; obtain the package again from the authority",
-        ) from None
+    verify_package_signature(data, authority_pub)
     container = decode_container(data)
     header = container.header
     try:

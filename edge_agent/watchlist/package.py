@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edge_agent.crypto.canonical import format_utc
 from edge_agent.crypto.sealing import seal
+from edge_agent.crypto.signing import sign
 from edge_agent.deployment.record import SignedDeployment
-from edge_agent.identity.keys import validate_device_id
+from edge_agent.identifiers import check_device_id
 from edge_agent.watchlist.entry import WatchlistEntry
 from edge_agent.watchlist.errors import WatchlistBuildError
 from edge_agent.watchlist.format import (
@@ -28,11 +29,11 @@ from edge_agent.watchlist.format import (
     FORMAT_VERSION,
     NONCE_LEN,
     SEAL_CONTEXT,
+    SIGNATURE_DOMAIN,
     encode_plaintext,
     encode_prefix,
     encode_unsigned,
     seal_aad,
-    signed_message,
 )
 
 
@@ -59,7 +60,7 @@ def pack_watchlist(
     if not recipients:
         raise WatchlistBuildError("no target device given", "name at least one device with --for-device")
     for device_id in recipients:
-        validate_device_id(device_id)
+        check_device_id(device_id)
         if device_id not in record.device_ids:
             raise WatchlistBuildError(
                 f"device {device_id!r} is not named in deployment {record.deployment_id}",
@@ -105,4 +106,4 @@ def pack_watchlist(
     payload = nonce + AESGCM(content_key).encrypt(nonce, plaintext, prefix)
     seals = {d: seal(content_key, pub, SEAL_CONTEXT, seal_aad(prefix, d)) for d, pub in recipients.items()}
     unsigned = encode_unsigned(prefix, seals, payload)
-    return unsigned + authority_key.sign(signed_message(unsigned))
+    return unsigned + sign(authority_key, SIGNATURE_DOMAIN, unsigned)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,7 @@ from edge_agent.audit.log import AuditLog
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.deployment.policy import threshold_evidence
 from edge_agent.deployment.record import SignedDeployment
-from edge_agent.durable import fsync_dir
+from edge_agent.durable import atomic_write, fsync_dir
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.format import MAGIC, check_magic_and_version
@@ -67,21 +66,12 @@ class WatchlistStore:
         check_magic_and_version(package)
         directory = Path(self.directory)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".watchlist-", dir=directory)
+        # The old package's bytes are overwritten only once the new one is safely on disk.
+        old = self.path if self.exists() else None
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(package)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            if self.exists():
-                _overwrite(self.path)
-            os.replace(tmp, self.path)
+            return atomic_write(self.path, package, 0o600, before_replace=(lambda: _overwrite(old)) if old is not None else None)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise WatchlistStoreError(f"cannot store the watchlist in {directory}: {exc.strerror}", "check free space and permissions") from None
-        fsync_dir(directory)
-        return self.path
 
     def import_file(self, source: Path) -> Path:
         """Install a pushed package, then overwrite and delete the pushed copy, so the only copy on
