@@ -27,7 +27,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from edge_agent.control_room.intake import AlertIntake, Verdict
+from edge_agent.audit.log import AuditLog
+from edge_agent.control_room.intake import Verdict
+from edge_agent.control_room.local_room import ALWAYS, local_intake, sample_deployment
 from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key
@@ -89,7 +91,10 @@ def main() -> int:
         cr_key = load_private_key(env.control_room_key, X25519PrivateKey)
         store = AlertStore(root / "alerts.db")
         tracker = Tracker()
-        intake = AlertIntake(DeviceRegistry.load(env.registry_path), cr_key, store)
+        authority = Ed25519PrivateKey.generate()
+        room_audit = AuditLog.open(root / "control-room-audit.log", None, "control-room:bench")
+        deployment = sample_deployment(authority, "dep-bench", ("cam-bench",), start=ALWAYS[0], end=ALWAYS[1], threshold=0.5)
+        intake = local_intake(DeviceRegistry.load(env.registry_path), cr_key, store, authority, [deployment], room_audit)
         listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="bench-listener", on_verdict=tracker.on_verdict, share_group="bench").start()
         if not listener.subscribed.wait(10):
             print(f"listener did not subscribe: {listener.last_error}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from skips import missing
 from edge_agent.fleet.local_broker import BrokerUnavailable, MessagingEnv, MosquittoBroker, find_mosquitto, make_messaging_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,14 +16,6 @@ FIXTURES = REPO / "tests" / "fixtures"
 DEVSET_ENV = "EDGE_AGENT_DEVSET"
 REQUIRE_DEVSET_ENV = "EDGE_AGENT_REQUIRE_DEVSET"
 REQUIRE_BROKER_ENV = "EDGE_AGENT_REQUIRE_BROKER"
-
-
-def missing(message: str, require_env: str) -> None:
-    """Skip a test whose external dependency is absent, or fail it where ``require_env`` = 1 (CI),
-    so a missing dev set or broker there is a failure, never a silent skip."""
-    if os.environ.get(require_env) == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def devset_path() -> Path:

@@ -1,4 +1,11 @@
-"""``edge-agent control-room``: listen for alerts, list them, adjudicate, hold, apply retention."""
+"""``edge-agent control-room``: listen for alerts, review and adjudicate them, holds, retention,
+crop export, deployment import, console accounts and the browser console.
+
+Every command that changes an alert, shows its details or lets its face leave the control room
+needs ``--audit-log`` (issue 10.3): an action that cannot be audited does not happen. The store
+is ``--db PATH`` (SQLite) or a ``postgresql://`` URL, also read from ``EDGE_AGENT_STORE`` so a
+password need not appear on a command line.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,7 +23,19 @@ from pathlib import Path
 from edge_agent.errors import ConfigError
 from edge_agent.identifiers import MAX_RETENTION_DAYS, check_retention
 
-DEFAULT_DB = Path("alerts.db")
+DEFAULT_DB = "alerts.db"
+STORE_ENV = "EDGE_AGENT_STORE"
+
+
+def _db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=os.environ.get(STORE_ENV) or DEFAULT_DB,
+                        help=f"alert store: a SQLite path or a postgresql:// URL (default: ${STORE_ENV}, else {DEFAULT_DB})")
+
+
+def _audit_args(parser: argparse.ArgumentParser, actor: str | None = None) -> None:
+    parser.add_argument("--audit-log", type=Path, required=True, help="the control room's tamper-evident audit log (required)")
+    parser.add_argument("--audit-key", type=Path, help="Ed25519 key that signs audit checkpoints")
+    parser.add_argument("--actor", default=actor, help="audit actor id (default: operator:<login name>)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,35 +44,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
 
     listen = sub.add_parser("listen", help="subscribe to alerts, verify signatures, store them for review")
-    listen.add_argument("--config", type=Path, help="TOML file with a [broker] table: url, ca, cert, key")
-    listen.add_argument("--broker", help="broker URL, mqtts://host:8883 (instead of --config)")
-    listen.add_argument("--ca", type=Path, help="broker CA certificate (PEM)")
-    listen.add_argument("--tls-cert", type=Path, help="control-room client certificate (PEM)")
-    listen.add_argument("--tls-key", type=Path, help="control-room client private key (PEM)")
+    _broker_args(listen)
     listen.add_argument("--registry", type=Path, required=True, help="device registry JSON (public keys per device)")
     listen.add_argument("--key", type=Path, required=True, help="control_room_x25519.key (opens sealed crops)")
-    listen.add_argument("--db", type=Path, default=DEFAULT_DB, help="alert store (SQLite), default alerts.db")
+    listen.add_argument("--authority-pub", type=Path, required=True, help="the authority's public key: imported deployment records are checked with it")
+    _db_arg(listen)
     listen.add_argument("--client-id", default="control-room-1", help="stable MQTT client id of this listener (persistent session)")
     listen.add_argument("--max-age-hours", type=float, default=MAX_RETENTION_DAYS * 24, help=f"refuse alerts captured longer ago (default {MAX_RETENTION_DAYS * 24} = {MAX_RETENTION_DAYS} days)")
     listen.add_argument("--max-future-s", type=float, default=300, help="refuse alerts stamped further in the future (clock skew)")
     listen.add_argument("--retention-days", type=float, default=MAX_RETENTION_DAYS, help=f"delete alerts older than this unless held (at most {MAX_RETENTION_DAYS})")
     listen.add_argument("--exit-after", type=int, default=0, help="stop after this many messages (0: run until Ctrl-C/SIGTERM)")
+    _audit_args(listen)
     listen.set_defaults(func=cmd_listen)
 
-    alerts = sub.add_parser("alerts", help="list stored alerts")
-    alerts.add_argument("--db", type=Path, default=DEFAULT_DB)
+    alerts = sub.add_parser("alerts", help="list stored alerts (pending ones show only what a queue needs)")
+    _db_arg(alerts)
     alerts.add_argument("--status", choices=("pending_review", "confirmed", "rejected"))
     alerts.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     alerts.set_defaults(func=cmd_alerts)
 
+    show = sub.add_parser("show", help="show one alert in full (subject, candidates, model); audited as a view")
+    show.add_argument("event_id")
+    _db_arg(show)
+    _audit_args(show)
+    show.set_defaults(func=cmd_show)
+
     rejections = sub.add_parser("rejections", help="list refused messages and why")
-    rejections.add_argument("--db", type=Path, default=DEFAULT_DB)
+    _db_arg(rejections)
     rejections.add_argument("--json", action="store_true")
     rejections.set_defaults(func=cmd_rejections)
 
     adj = sub.add_parser("adjudicate", help="record a reviewer's decision on an alert")
     adj.add_argument("event_id")
-    adj.add_argument("--db", type=Path, default=DEFAULT_DB)
+    _db_arg(adj)
     adj.add_argument("--decision", required=True, choices=("confirmed", "rejected"))
     adj.add_argument("--reviewer", required=True, help="reviewer id, e.g. PC1234")
     adj.add_argument("--reason", required=True, help="why (required)")
@@ -62,55 +86,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     hold = sub.add_parser("hold", help="place a legal hold: the alert is kept past retention")
     hold.add_argument("event_id")
-    hold.add_argument("--db", type=Path, default=DEFAULT_DB)
+    _db_arg(hold)
     hold.add_argument("--reason", required=True)
     hold.add_argument("--by", default=None, help="who authorised the hold (default: the logged-in user)")
     _audit_args(hold)
     hold.set_defaults(func=cmd_hold)
 
-    crop = sub.add_parser("crop", help="decrypt an alert's face crop to a JPEG file for review")
+    release = sub.add_parser("release-hold", help="end a legal hold (the alert falls under retention again)")
+    release.add_argument("event_id")
+    _db_arg(release)
+    release.add_argument("--reason", required=True)
+    release.add_argument("--by", default=None, help="who authorised the release (default: the logged-in user)")
+    _audit_args(release)
+    release.set_defaults(func=cmd_release_hold)
+
+    crop = sub.add_parser("crop", help="export an adjudicated alert's face crop to a new 0600 JPEG file (audited)")
     crop.add_argument("event_id")
-    crop.add_argument("--db", type=Path, default=DEFAULT_DB)
+    _db_arg(crop)
     crop.add_argument("--key", type=Path, required=True, help="control_room_x25519.key")
     crop.add_argument("--out", type=Path, required=True)
+    _audit_args(crop)
     crop.set_defaults(func=cmd_crop)
 
-    purge = sub.add_parser("purge", help="delete alerts past retention (unless held)")
-    purge.add_argument("--db", type=Path, default=DEFAULT_DB)
+    purge = sub.add_parser("purge", help="delete alerts past retention (unless held); audited")
+    _db_arg(purge)
     purge.add_argument("--retention-days", type=float, default=MAX_RETENTION_DAYS)
     _audit_args(purge)
     purge.set_defaults(func=cmd_purge)
 
+    imp = sub.add_parser("import-deployments", help="import signed deployment records (files or folders of *.json)")
+    imp.add_argument("paths", type=Path, nargs="+")
+    imp.add_argument("--authority-pub", type=Path, required=True, help="the authority's public key (records must verify under it)")
+    _db_arg(imp)
+    _audit_args(imp)
+    imp.set_defaults(func=cmd_import_deployments)
 
-def _audit_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--audit-log", type=Path, help="append an audit record to this tamper-evident log")
-    parser.add_argument("--audit-key", type=Path, help="Ed25519 key that signs audit checkpoints (with --audit-log)")
-    parser.add_argument("--actor", default="control-room", help="audit actor id, e.g. control-room:ops1")
+
+def _broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with a [broker] table: url, ca, cert, key")
+    parser.add_argument("--broker", help="broker URL, mqtts://host:8883 (instead of --config)")
+    parser.add_argument("--ca", type=Path, help="broker CA certificate (PEM)")
+    parser.add_argument("--tls-cert", type=Path, help="control-room client certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="control-room client private key (PEM)")
 
 
-def _audit(args: argparse.Namespace):
-    """The audit log named on the command line, or None."""
-    if args.audit_log is None:
-        return None
+def _actor(args: argparse.Namespace) -> str:
+    return args.actor or f"operator:{getpass.getuser()}"
+
+
+def open_audit(args: argparse.Namespace, actor: str | None = None):
+    """The control room's audit log named on the command line (required)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from edge_agent.audit.log import AuditLog
     from edge_agent.crypto.keyfiles import load_private_key
 
     key = load_private_key(args.audit_key, Ed25519PrivateKey) if args.audit_key else None
-    return AuditLog.open(args.audit_log, key, args.actor)
-
-
-def _close(audit) -> None:
-    if audit is not None:
-        audit.close()
+    return AuditLog.open(args.audit_log, key, actor or _actor(args))
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _broker_config(args: argparse.Namespace):
+def broker_config(args: argparse.Namespace):
     from edge_agent.events.mqtt_connection import BrokerConfig
 
     if args.config is not None:
@@ -128,13 +167,30 @@ def _retention(days: float) -> timedelta:
     return check_retention(timedelta(days=days), "--retention-days")
 
 
+def _deployment_book(store, authority_pub: Path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edge_agent.control_room.deployments import DeploymentBook
+    from edge_agent.crypto.keyfiles import load_public_key
+
+    return DeploymentBook(store.db, load_public_key(authority_pub, Ed25519PublicKey))
+
+
+def open_store(location: str, create: bool = False):
+    from edge_agent.control_room.db import is_postgres
+    from edge_agent.control_room.store import AlertStore, StoreError
+
+    if not create and not is_postgres(location) and not Path(location).exists():
+        raise StoreError(f"alert store {location} does not exist", "run edge-agent control-room listen --db PATH first, or pass the right --db")
+    return AlertStore(location)
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from edge_agent.control_room.adjudication import apply_retention
     from edge_agent.control_room.intake import AlertIntake
     from edge_agent.control_room.listener import AlertListener
-    from edge_agent.control_room.store import AlertStore
     from edge_agent.crypto.keyfiles import load_private_key
     from edge_agent.hardening import disable_core_dumps
     from edge_agent.identity.registry import DeviceRegistry
@@ -142,12 +198,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
     hardened = disable_core_dumps()  # before the crop key or any alert is in memory
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("edge_agent.hardening").info(hardened.describe())
-    config = _broker_config(args)
+    config = broker_config(args)
     retention = _retention(args.retention_days)
     max_age = timedelta(hours=args.max_age_hours)
     registry = DeviceRegistry.load(args.registry)
     key = load_private_key(args.key, X25519PrivateKey)
-    store = AlertStore(args.db)
+    audit = open_audit(args, args.actor or f"control-room:{args.client_id}")
+    store = open_store(args.db, create=True)
     done = threading.Event()
     count = 0
 
@@ -159,58 +216,77 @@ def cmd_listen(args: argparse.Namespace) -> int:
         if args.exit_after and count >= args.exit_after:
             done.set()
 
-    intake = AlertIntake(registry, key, store, max_age=max_age, max_future=timedelta(seconds=args.max_future_s))
-    listener = AlertListener(
-        config, intake, client_id=args.client_id, on_verdict=on_verdict,
-        housekeeping=lambda: apply_retention(store, _utc_now(), retention, max_age),
-    )
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    listener.start()
-    print(f"listening on {config.host}:{config.port} ({listener.subscription}); store {args.db}", file=sys.stderr, flush=True)
     try:
-        while not done.is_set() and not listener.subscribed.wait(0.2):
-            pass
-        if listener.subscribed.is_set():
-            print(f"subscribed to {listener.subscription}", file=sys.stderr, flush=True)
-        done.wait()
+        deployments = _deployment_book(store, args.authority_pub)
+        intake = AlertIntake(registry, key, store, deployments, audit, max_age=max_age, max_future=timedelta(seconds=args.max_future_s))
+        listener = AlertListener(
+            config, intake, client_id=args.client_id, on_verdict=on_verdict,
+            housekeeping=lambda: apply_retention(store, _utc_now(), retention, audit),
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        listener.start()
+        print(f"listening on {config.host}:{config.port} ({listener.subscription}); store {store.location}", file=sys.stderr, flush=True)
+        try:
+            while not done.is_set() and not listener.subscribed.wait(0.2):
+                pass
+            if listener.subscribed.is_set():
+                print(f"subscribed to {listener.subscription}", file=sys.stderr, flush=True)
+            done.wait()
+        finally:
+            listener.stop()
     finally:
-        listener.stop()
         store.close()
+        audit.close()
     return 0
 
 
-def _open_store(path: Path):
-    from edge_agent.control_room.store import AlertStore, StoreError
+def alert_json(store, alert) -> dict:
+    """An alert for listing: a pending one shows only its queue fields (issue 10.2)."""
+    from edge_agent.control_room.store import PENDING
 
-    if not Path(path).exists():
-        raise StoreError(f"alert store {path} does not exist", "run edge-agent control-room listen --db PATH first, or pass the right --db")
-    return AlertStore(path)
+    if alert.status == PENDING:
+        return alert.queue_dict()
+    item = alert.as_dict()
+    item["adjudications"] = store.adjudications(alert.event_id)
+    return item
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    with _open_store(args.db) as store:
+    with open_store(args.db) as store:
         alerts = store.alerts(status=args.status)
         if args.json:
-            out = []
-            for a in alerts:
-                item = a.as_dict()
-                item["adjudications"] = store.adjudications(a.event_id)
-                out.append(item)
-            print(json.dumps(out, indent=2, sort_keys=True))
+            print(json.dumps([alert_json(store, a) for a in alerts], indent=2, sort_keys=True))
             return 0
     if not alerts:
         print("no alerts")
         return 0
-    print(f"{'event_id':36}  {'captured_at':24}  {'device':12} {'seq':>5}  {'subject':14} {'category':22} {'score':>7}  status")
+    print(f"{'event_id':36}  {'captured_at':24}  {'device':12} {'deployment':14} {'category':22} {'score':>7}  status")
     for a in alerts:
         hold = "  [hold]" if a.hold_reason else ""
-        print(f"{a.event_id:36}  {a.captured_at:24}  {a.device_id:12} {a.seq:>5}  {a.subject_ref:14} {a.category:22} {a.score:7.4f}  {a.status}{hold}")
+        print(f"{a.event_id:36}  {a.captured_at:24}  {a.device_id:12} {a.deployment_id:14} {a.category:22} {a.score:7.4f}  {a.status}{hold}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from edge_agent.control_room.auditing import ALERT_VIEWED
+
+    audit = open_audit(args)
+    try:
+        with open_store(args.db) as store:
+            alert = store.alert(args.event_id)
+            audit.append(ALERT_VIEWED, {"event_id": alert.event_id, "status": alert.status, "via": "cli"})
+            item = alert.as_dict()
+            item["adjudications"] = store.adjudications(alert.event_id)
+            item["hold_history"] = store.hold_history(alert.event_id)
+    finally:
+        audit.close()
+    print(json.dumps(item, indent=2, sort_keys=True))
     return 0
 
 
 def cmd_rejections(args: argparse.Namespace) -> int:
-    with _open_store(args.db) as store:
+    with open_store(args.db) as store:
         rows = store.rejections()
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=2, sort_keys=True))
@@ -227,12 +303,12 @@ def cmd_adjudicate(args: argparse.Namespace) -> int:
 
     engaged = None if args.engaged is None else args.engaged == "yes"
     adjudication = Adjudication(args.event_id, args.decision, args.reviewer, args.reason, engaged, _utc_now())
-    audit = _audit(args)
+    audit = open_audit(args)
     try:
-        with _open_store(args.db) as store:
+        with open_store(args.db) as store:
             adjudicate(store, adjudication, audit)
     finally:
-        _close(audit)
+        audit.close()
     print(f"alert {args.event_id}: {args.decision} by {args.reviewer}")
     return 0
 
@@ -240,29 +316,43 @@ def cmd_adjudicate(args: argparse.Namespace) -> int:
 def cmd_hold(args: argparse.Namespace) -> int:
     from edge_agent.control_room.adjudication import place_hold
 
-    audit = _audit(args)
+    audit = open_audit(args)
     try:
-        with _open_store(args.db) as store:
+        with open_store(args.db) as store:
             place_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
     finally:
-        _close(audit)
+        audit.close()
     print(f"alert {args.event_id}: legal hold recorded")
+    return 0
+
+
+def cmd_release_hold(args: argparse.Namespace) -> int:
+    from edge_agent.control_room.adjudication import release_hold
+
+    audit = open_audit(args)
+    try:
+        with open_store(args.db) as store:
+            release_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
+    finally:
+        audit.close()
+    print(f"alert {args.event_id}: legal hold released")
     return 0
 
 
 def cmd_crop(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+    from edge_agent.control_room.adjudication import export_crop
     from edge_agent.crypto.keyfiles import load_private_key
-    from edge_agent.events.crop import open_crop
-    from edge_agent.events.schema import AlertEvent, parse_payload
 
     key = load_private_key(args.key, X25519PrivateKey)
-    with _open_store(args.db) as store:
-        event = AlertEvent.from_dict(parse_payload(store.payload(args.event_id)))
-    jpeg = open_crop(event.crop_sealed, key, event.event_id)
-    args.out.write_bytes(jpeg)
-    print(f"wrote {args.out} ({len(jpeg)} bytes)")
+    audit = open_audit(args)
+    try:
+        with open_store(args.db) as store:
+            digest = export_crop(store, args.event_id, key, args.out, audit)
+    finally:
+        audit.close()
+    print(f"wrote {args.out} (sha256 {digest}, mode 0600); export audited")
     return 0
 
 
@@ -270,11 +360,26 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from edge_agent.control_room.adjudication import apply_retention
 
     retention = _retention(args.retention_days)
-    audit = _audit(args)
+    audit = open_audit(args)
     try:
-        with _open_store(args.db) as store:
-            deleted = apply_retention(store, _utc_now(), retention, retention, audit)
+        with open_store(args.db) as store:
+            result = apply_retention(store, _utc_now(), retention, audit)
     finally:
-        _close(audit)
-    print(f"deleted {len(deleted)} alert(s) past {args.retention_days:g} days")
+        audit.close()
+    print(f"deleted {len(result.deleted)} alert(s) past {args.retention_days:g} days; "
+          f"replay memory kept back to {result.replay_horizon} ({result.forgotten} older entries forgotten)")
+    return 0
+
+
+def cmd_import_deployments(args: argparse.Namespace) -> int:
+    audit = open_audit(args)
+    try:
+        with open_store(args.db, create=True) as store:
+            results = _deployment_book(store, args.authority_pub).import_paths(args.paths, _utc_now(), _actor(args), audit)
+    finally:
+        audit.close()
+    for record, new in results:
+        state = "imported" if new else "already held"
+        print(f"deployment {record.deployment_id}: {state} ({record.mode}, {record.start.isoformat()} to {record.end.isoformat()}, "
+              f"devices {', '.join(record.device_ids)})")
     return 0

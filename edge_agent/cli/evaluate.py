@@ -302,7 +302,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from edge_agent.crypto.keyfiles import load_public_key
-    from edge_agent.evaluation.deployment_report import (
+    from edge_agent.control_room.report import (
         build_report,
         read_audit,
         render_html,

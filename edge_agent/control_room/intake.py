@@ -1,10 +1,13 @@
 """Decide whether a received message is a genuine, new, in-window alert; store it or record why not.
 
 Checks, in order: topic shape, strict JSON, schema, signature present, topic device == payload
-device, device registered, Ed25519 signature, capture time within the window, crop opens with
-the control room key for this event id, and finally id/sequence uniqueness (inside the store's
-transaction). A message that fails any check is recorded in ``rejections`` with its reason and
-the payload's SHA-256 — never its content.
+device, device registered, Ed25519 signature, capture time within the acceptance window, the
+cited deployment (imported, names the device, capture inside its window, threshold not below
+its), crop opens with the control room key for this event id, and finally id/sequence
+uniqueness and the replay horizon (inside the store's transaction). A message that fails any
+check is recorded in ``rejections`` with its reason and the payload's SHA-256 — never its
+content. Every verdict is audited (``alert_accepted`` / ``alert_refused``), after the store commit
+and before the listener acknowledges the message, so nothing is acknowledged unaudited.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from edge_agent.control_room.store import AlertStore, DuplicateAlert, Rejection, StoreError
+from edge_agent.control_room.auditing import ALERT_ACCEPTED, ALERT_REFUSED, AuditSink
+from edge_agent.control_room.deployments import DeploymentBook
+from edge_agent.control_room.store import AlertStore, DuplicateAlert, Rejection, StoreError, event_epoch
 from edge_agent.errors import EdgeAgentError, SecurityError
 from edge_agent.events.crop import open_crop
 from edge_agent.events.schema import AlertEvent, EventFormatError, format_time, parse_payload
@@ -60,6 +65,8 @@ class AlertIntake:
         registry: KeyRegistry,
         control_room_key: X25519PrivateKey,
         store: AlertStore,
+        deployments: DeploymentBook,
+        audit: AuditSink,
         max_age: timedelta = DEFAULT_MAX_AGE,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
         clock: Callable[[], datetime] | None = None,
@@ -68,8 +75,11 @@ class AlertIntake:
         self.registry = registry
         self._key = control_room_key
         self.store = store
+        self.deployments = deployments
+        self.audit = audit
         self.max_age = max_age
         self.max_future = max_future
+        store.record_accept_window(max_age + max_future)
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._on_accept = on_accept
 
@@ -110,6 +120,9 @@ class AlertIntake:
                 raise _Reject("out_of_window", f"captured {event.captured_at_text}, older than the {self.max_age} window")
             if -age > self.max_future:
                 raise _Reject("out_of_window", f"captured {event.captured_at_text}, more than {self.max_future} in the future")
+            refusal = self.deployments.check(event.deployment_id, event.device_id, event.captured_at, event.threshold)
+            if refusal is not None:
+                raise _Reject(refusal.reason, refusal.detail)
             try:
                 jpeg = open_crop(event.crop_sealed, self._key, event.event_id)
             except SecurityError as exc:
@@ -126,15 +139,23 @@ class AlertIntake:
             log.exception("internal error while checking a message on %s", topic)
             self.store.quarantine(format_time(now), topic[:256], payload)
             return self._reject(now, topic, claimed, event_id, "internal_error", f"{type(exc).__name__}: {exc}; payload quarantined", payload)
+        self.audit.append(ALERT_ACCEPTED, {
+            "event_id": event.event_id, "device_id": event.device_id, "spool_epoch": event_epoch(event), "seq": event.seq,
+            "deployment_id": event.deployment_id, "captured_at": event.captured_at_text,
+        })
         if self._on_accept is not None:
             self._on_accept(event, now)
         return Verdict(True, "accepted", "", event.event_id, event.device_id, event.captured_at)
 
     def _reject(self, now: datetime, topic: str, claimed: str | None, event_id: str | None, reason: str, detail: str, payload: bytes) -> Verdict:
         log.warning("rejected message on %s (event %s): %s: %s", topic, event_id, reason, detail)
-        self.store.add_rejection(
-            Rejection(format_time(now), topic[:256], claimed, event_id if _plausible_id(event_id) else None, reason, detail[:500], hashlib.sha256(payload).hexdigest())
-        )
+        rejection = Rejection(format_time(now), topic[:256], claimed, event_id if _plausible_id(event_id) else None, reason, detail[:500],
+                              hashlib.sha256(payload).hexdigest())
+        self.store.add_rejection(rejection)
+        self.audit.append(ALERT_REFUSED, {
+            "reason": reason, "topic": rejection.topic, "claimed_device": claimed if _plausible_id(claimed) else None,
+            "event_id": rejection.event_id, "payload_sha256": rejection.payload_sha256,
+        })
         return Verdict(False, reason, detail, event_id, claimed)
 
 

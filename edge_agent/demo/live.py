@@ -17,14 +17,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge_agent.agent.config import load_config
 from edge_agent.agent.runner import run_agent
+from edge_agent.audit.log import AuditLog
+from edge_agent.control_room.deployments import DeploymentBook
 from edge_agent.control_room.intake import AlertIntake, Verdict
 from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
-from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.demo.scenes import FIXTURE_FACES, write_walk_past_video
 from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
@@ -119,6 +122,8 @@ class DemoSite:
     record: DeploymentRecord
     watchlist_subjects: tuple[str, ...]
     package_bytes: int
+    deployment_path: Path
+    authority_pub: Path
 
 
 def provision_site(
@@ -158,7 +163,8 @@ def provision_site(
     package.parent.mkdir(exist_ok=True)
     package.write_bytes(built.package)
     config_path = _agent_toml(workdir / "agent.toml", env, broker, Path(source), deployment_path, package, authority.public_key, file_mode)
-    return DemoSite(workdir, config_path, env, record, tuple(e.subject_ref for e in built.entries), len(built.package))
+    return DemoSite(workdir, config_path, env, record, tuple(e.subject_ref for e in built.entries), len(built.package), deployment_path,
+                    Path(authority.public_key))
 
 
 def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True) -> DemoResult:
@@ -195,7 +201,10 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
         else:
             say(f"  rejected message: {verdict.reason} ({verdict.detail})")
 
-    intake = AlertIntake(registry, load_private_key(env.control_room_key, X25519PrivateKey), store)
+    room_audit = AuditLog.open(workdir / "control-room" / "audit.log", None, "control-room:demo")
+    deployments = DeploymentBook(store.db, load_public_key(site.authority_pub, Ed25519PublicKey))
+    deployments.import_signed(SignedDeployment.load(site.deployment_path), datetime.now(timezone.utc), "demo", room_audit)
+    intake = AlertIntake(registry, load_private_key(env.control_room_key, X25519PrivateKey), store, deployments, room_audit)
     listener = None
     if broker is not None:
         say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
@@ -232,11 +241,13 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
     if kept:
         say(
             f"Review: edge-agent control-room alerts --db {store.path}\n"
-            f"Decide: edge-agent control-room adjudicate EVENT_ID --db {store.path} --decision confirmed|rejected --reviewer NAME --reason TEXT"
+            f"Decide: edge-agent control-room adjudicate EVENT_ID --db {store.path} --decision confirmed|rejected --reviewer NAME --reason TEXT "
+            f"--audit-log {room_audit.path}"
         )
     else:
         say("Run with --workdir DIR to keep the keys, audit log and alert store, and adjudicate the alerts yourself.")
     store.close()
+    room_audit.close()
     return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", store.path)
 
 

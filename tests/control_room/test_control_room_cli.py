@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import uuid
@@ -14,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from control_room_helpers import make_deployment
 from core_dump_helpers import allow_core_dumps, core_limit
 from edge_agent.cli.main import main
-from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.control_room.store import QUEUE_FIELDS
+from edge_agent.crypto.keyfiles import load_private_key, write_public_key
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
 from edge_agent.events.mqtt_connection import tls_context
 from edge_agent.events.schema import Candidate
@@ -41,12 +44,22 @@ def _publish(mosquitto, device_id: str, payloads: list[bytes]) -> None:
 
 def test_listen_then_review_from_the_command_line(mosquitto, messaging_env, tmp_path, capsys):
     db = tmp_path / "alerts.db"
+    audit_log = tmp_path / "audit.jsonl"
     ident = messaging_env.clients["control-room"]
     config = tmp_path / "control-room.toml"
     config.write_text(f'[broker]\nurl = "{mosquitto.url}"\nca = "{messaging_env.ca_cert}"\ncert = "{ident.cert}"\nkey = "{ident.key}"\n')
+    authority = Ed25519PrivateKey.generate()
+    write_public_key(tmp_path / "authority.pub", authority.public_key())
+    (tmp_path / "deployments").mkdir()
+    make_deployment(authority, "dep-cli", devices=("cam-01",)).save(tmp_path / "deployments" / "dep-cli.json")
+    audit = ["--audit-log", str(audit_log)]
+    assert main(["control-room", "import-deployments", str(tmp_path / "deployments"), "--authority-pub", str(tmp_path / "authority.pub"),
+                 "--db", str(db), *audit]) == 0
+    assert "deployment dep-cli: imported" in capsys.readouterr().out
     listen = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.cli.main", "control-room", "listen", "--config", str(config),
          "--registry", str(messaging_env.registry_path), "--key", str(messaging_env.control_room_key), "--db", str(db),
+         "--authority-pub", str(tmp_path / "authority.pub"), *audit,
          "--client-id", f"cli-{uuid.uuid4().hex[:6]}", "--exit-after", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=allow_core_dumps,
     )
@@ -79,38 +92,62 @@ def test_listen_then_review_from_the_command_line(mosquitto, messaging_env, tmp_
     assert main(["control-room", "alerts", "--db", str(db), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(a["event_id"], a["status"], a["category"]) for a in listed] == [(good.event_id, "pending_review", "missing_vulnerable")]
+    # Before a decision a listing shows what a queue needs, not who the subject is or where the face was.
+    assert set(listed[0]) == set(QUEUE_FIELDS) and "subj-9" not in json.dumps(listed)
 
-    audit_log = tmp_path / "audit.jsonl"
+    # A pending alert's crop does not leave the control room.
+    out_jpeg = tmp_path / "crop.jpg"
+    crop = ["control-room", "crop", good.event_id, "--db", str(db), "--key", str(messaging_env.control_room_key), "--out", str(out_jpeg), *audit]
+    assert main(crop) == 2 and not out_jpeg.exists()
+    assert "not adjudicated" in capsys.readouterr().err
+
+    # Viewing the full alert is audited.
+    assert main(["control-room", "show", good.event_id, "--db", str(db), *audit, "--actor", "operator:pc1234"]) == 0
+    assert json.loads(capsys.readouterr().out)["subject_ref"] == "subj-9"
+
+    # Adjudicate, hold, purge and crop refuse to run without the audit log.
+    for command in (["adjudicate", good.event_id, "--decision", "confirmed", "--reviewer", "PC1", "--reason", "x"],
+                    ["hold", good.event_id, "--reason", "x"], ["purge"], crop[1:-2]):
+        with pytest.raises(SystemExit) as exited:
+            main(["control-room", *command[:1], *command[1:], "--db", str(db)] if command[0] != "crop" else ["control-room", *command])
+        assert exited.value.code == 2 and "--audit-log" in capsys.readouterr().err
+
     assert main(["control-room", "adjudicate", good.event_id, "--db", str(db), "--decision", "confirmed", "--reviewer", "PC1234",
-                 "--reason", "custody photo match, confirmed by name", "--engaged", "yes", "--audit-log", str(audit_log)]) == 0
-    assert main(["control-room", "hold", good.event_id, "--db", str(db), "--reason", "case 23/99", "--by", "DI Jones"]) == 0
+                 "--reason", "custody photo match, confirmed by name", "--engaged", "yes", *audit]) == 0
+    assert main(["control-room", "hold", good.event_id, "--db", str(db), "--reason", "case 23/99", "--by", "DI Jones", *audit]) == 0
+    assert main(["control-room", "hold", good.event_id, "--db", str(db), "--reason", "other", "--by", "PC Other", *audit]) == 2
+    assert "already on legal hold" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["control-room", "alerts", "--db", str(db)]) == 0
     table = capsys.readouterr().out
     assert good.event_id in table and "confirmed" in table and "[hold]" in table
-    records = [json.loads(line) for line in audit_log.read_text().splitlines()]
-    assert any(r.get("kind") == "adjudication_received" and r["details"]["event_id"] == good.event_id for r in records)
-
-    out_jpeg = tmp_path / "crop.jpg"
-    assert main(["control-room", "crop", good.event_id, "--db", str(db), "--key", str(messaging_env.control_room_key), "--out", str(out_jpeg)]) == 0
-    assert out_jpeg.read_bytes() == JPEG
+    assert main(crop) == 0
+    assert out_jpeg.read_bytes() == JPEG and stat.S_IMODE(out_jpeg.stat().st_mode) == 0o600
+    assert main(["control-room", "purge", "--db", str(db), *audit]) == 0
     capsys.readouterr()
+    kinds = [(r["kind"], r["actor"]) for r in map(json.loads, audit_log.read_text().splitlines())]
+    assert kinds[-1][0] == "alerts_deleted_retention" and kinds[-1][1].startswith("operator:")
+    kinds = [k for k in kinds if not k[1].startswith("control-room:") or k[0] != "alerts_deleted_retention"]  # the listener's hourly runs
+    assert [k for k, _ in kinds] == ["deployment_imported", "alert_accepted", "alert_refused", "alert_viewed", "adjudication_recorded",
+                                    "legal_hold_placed", "crop_exported", "alerts_deleted_retention"]
+    assert ("alert_viewed", "operator:pc1234") in kinds and kinds[1][1].startswith("control-room:cli-")
 
     assert main(["control-room", "rejections", "--db", str(db), "--json"]) == 0
     assert [r["reason"] for r in json.loads(capsys.readouterr().out)] == ["bad_signature"]
 
     # A second adjudication is refused with a clear error.
-    assert main(["control-room", "adjudicate", good.event_id, "--db", str(db), "--decision", "rejected", "--reviewer", "PC1", "--reason", "x"]) == 2
+    assert main(["control-room", "adjudicate", good.event_id, "--db", str(db), "--decision", "rejected", "--reviewer", "PC1", "--reason", "x", *audit]) == 2
     assert "already adjudicated" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["control-room", "alerts", "--db", str(tmp_path / "missing.db")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["control-room", "purge", "--db", str(tmp_path / "missing.db"), "--retention-days", "40"]) == 2
+    audit = ["--audit-log", str(tmp_path / "audit.log")]
+    assert main(["control-room", "purge", "--db", str(tmp_path / "missing.db"), "--retention-days", "40", *audit]) == 2
     assert "31" in capsys.readouterr().err
-    assert main(["control-room", "listen", "--registry", str(tmp_path / "r.json"), "--key", str(tmp_path / "k")]) == 2
+    listen = ["control-room", "listen", "--registry", str(tmp_path / "r.json"), "--key", str(tmp_path / "k"), "--authority-pub", "a.pub", *audit]
+    assert main(listen) == 2
     assert "no broker configured" in capsys.readouterr().err
-    assert main(["control-room", "listen", "--broker", "mqtt://x:1883", "--ca", "a", "--tls-cert", "b", "--tls-key", "c",
-                 "--registry", str(tmp_path / "r.json"), "--key", str(tmp_path / "k")]) == 2
+    assert main([*listen, "--broker", "mqtt://x:1883", "--ca", "a", "--tls-cert", "b", "--tls-key", "c"]) == 2
     assert "mqtts" in capsys.readouterr().err

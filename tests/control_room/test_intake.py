@@ -11,7 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from control_room_helpers import AuditRecorder, make_deployment
 from edge_agent.control_room.adjudication import Adjudication, adjudicate, apply_retention, place_hold
+from edge_agent.control_room.deployments import DeploymentBook
 from edge_agent.control_room.intake import AlertIntake
 from edge_agent.control_room.store import AlertStore, StoreError
 from edge_agent.errors import ConfigError
@@ -33,27 +35,29 @@ class Clock:
         return self.now
 
 
-class AuditRecorder:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, dict]] = []
-
-    def append(self, kind: str, details: dict) -> None:
-        self.records.append((kind, details))
-
-
-@pytest.fixture
-def world(tmp_path):
+def make_world(location, max_age: timedelta = timedelta(days=31)):
     keys = {d: Ed25519PrivateKey.generate() for d in ("cam-01", "cam-02")}
     registry = DeviceRegistry()
     for d, k in keys.items():
         registry.add(d, k.public_key(), X25519PrivateKey.generate().public_key(), T0)
     cr = X25519PrivateKey.generate()
-    store = AlertStore(tmp_path / "alerts.db")
+    authority = Ed25519PrivateKey.generate()
+    store = AlertStore(location)
+    audit = AuditRecorder()
+    deployments = DeploymentBook(store.db, authority.public_key())
+    deployments.import_signed(make_deployment(authority, "dep-1", start=T0 - timedelta(days=60), end=T0 + timedelta(days=60)), T0, "test", audit)
     clock = Clock(T0)
-    intake = AlertIntake(registry, cr, store, clock=clock)
+    intake = AlertIntake(registry, cr, store, deployments, audit, max_age=max_age, clock=clock)
     builders = {d: EventBuilder(DeviceContext(d, "dep-1", "wl-1", MODEL), k, cr.public_key()) for d, k in keys.items()}
-    yield dataclasses.make_dataclass("World", ["intake", "store", "clock", "builders", "keys", "cr"])(intake, store, clock, builders, keys, cr)
-    store.close()
+    fields = ["intake", "store", "clock", "builders", "keys", "cr", "authority", "audit", "deployments"]
+    return dataclasses.make_dataclass("World", fields)(intake, store, clock, builders, keys, cr, authority, audit, deployments)
+
+
+@pytest.fixture
+def world(store_location):
+    w = make_world(store_location)
+    yield w
+    w.store.close()
 
 
 def event(world, device="cam-01", seq=1, captured=T0, **kw):
@@ -73,6 +77,13 @@ def test_a_genuine_alert_is_stored_pending_review(world):
     assert stored.status == "pending_review" and stored.device_id == "cam-01" and stored.seq == 1
     assert world.store.payload(ev.event_id) == encode_event(ev)
     assert world.store.rejections() == []
+
+
+def _columns(store, table):
+    with store.db.read() as tx:
+        if store.db.dialect.name == "sqlite":
+            return [r[1] for r in tx.rows(f"PRAGMA table_info({table})")]
+        return [r[0] for r in tx.rows("SELECT column_name FROM information_schema.columns WHERE table_name=?", (table,))]
 
 
 def _reasons(world):
@@ -119,8 +130,7 @@ def test_forged_and_malformed_messages_are_refused_with_reasons(world):
     assert _reasons(world) == [c[2] for c in cases]
     assert world.store.alerts() == []
     # Rejections keep a hash, never the payload.
-    with world.store._lock:
-        columns = [r[1] for r in world.store._db.execute("PRAGMA table_info(rejections)")]
+    columns = _columns(world.store, "rejections")
     assert "payload" not in columns and "payload_sha256" in columns
 
 
@@ -146,33 +156,63 @@ def test_adjudication_is_required_final_and_audited(world):
     assert world.store.adjudications(ev.event_id) == [
         {"decision": "rejected", "reviewer": "PC1234", "reason": "different person: ear shape", "engaged": False, "at": "2026-11-22T08:00:00.000Z"}
     ]
-    assert audit.records == [("adjudication_received", {"event_id": ev.event_id, "decision": "rejected", "reviewer": "PC1234", "reason": "different person: ear shape", "engaged": False})]
+    assert audit.records == [("adjudication_recorded", {"event_id": ev.event_id, "decision": "rejected", "reviewer": "PC1234", "reason": "different person: ear shape", "engaged": False})]
     with pytest.raises(StoreError, match="already adjudicated"):
-        adjudicate(world.store, Adjudication(ev.event_id, "confirmed", "PC9", "changed my mind", True, T0))
+        adjudicate(world.store, Adjudication(ev.event_id, "confirmed", "PC9", "changed my mind", True, T0), audit)
     with pytest.raises(StoreError, match="no alert"):
-        adjudicate(world.store, Adjudication(str(uuid.uuid4()), "confirmed", "PC9", "x", None, T0))
+        adjudicate(world.store, Adjudication(str(uuid.uuid4()), "confirmed", "PC9", "x", None, T0), audit)
+    assert len(audit.records) == 1  # refused decisions are not recorded as decisions
 
 
-def test_retention_deletes_unless_held_and_replays_stay_refused(world):
+def test_retention_deletes_unless_held_and_every_run_is_audited(world):
     a, b, c = (event(world, seq=i, captured=T0 + timedelta(hours=i)) for i in (1, 2, 3))
     world.clock.now = T0 + timedelta(hours=3)
     for ev in (a, b, c):
         assert world.intake.receive(topic(), encode_event(ev)).accepted
-    place_hold(world.store, b.event_id, "evidence in case 23/1234", "DI Smith", T0)
-    with pytest.raises(ConfigError, match="reason"):
-        place_hold(world.store, c.event_id, " ", "DI Smith", T0)
     audit = AuditRecorder()
+    place_hold(world.store, b.event_id, "evidence in case 23/1234", "DI Smith", T0, audit)
+    with pytest.raises(ConfigError, match="reason"):
+        place_hold(world.store, c.event_id, " ", "DI Smith", T0, audit)
     now = T0 + timedelta(days=1, hours=2, minutes=30)
-    deleted = apply_retention(world.store, now, timedelta(days=1), timedelta(days=31), audit)
-    assert deleted == [a.event_id]
+    assert apply_retention(world.store, now, timedelta(days=1), audit).deleted == [a.event_id]
     assert [x.event_id for x in world.store.alerts()] == [b.event_id, c.event_id]
     assert world.store.alert(b.event_id).hold_reason == "evidence in case 23/1234"
-    assert audit.records[0][0] == "alerts_deleted_retention" and audit.records[0][1]["count"] == 1
-    # The deleted alert's replay memory outlives it: a replay is still refused.
-    world.clock.now = now
-    assert world.intake.receive(topic(), encode_event(a)).reason == "duplicate_event"
+    assert apply_retention(world.store, now, timedelta(days=1), audit).deleted == []  # a run that deletes nothing is audited too
+    runs = [d for k, d in audit.records if k == "alerts_deleted_retention"]
+    assert [r["count"] for r in runs] == [1, 0] and runs[0]["event_ids"] == [a.event_id]
     with pytest.raises(ConfigError, match="31 days"):
-        apply_retention(world.store, now, timedelta(days=40), timedelta(days=31))
+        apply_retention(world.store, now, timedelta(days=40), audit)
+
+
+@pytest.mark.parametrize("window_days", [3, 45])
+def test_replay_memory_outlives_purges_for_as_long_as_an_event_could_be_accepted(store_location, window_days):
+    """Issue 10.11: a purged alert replayed later is refused, whatever the intake's window; once the
+    window has passed the memory may go, and the replay is then refused as too old."""
+    world = make_world(store_location, max_age=timedelta(days=window_days))
+    try:
+        window = world.intake.max_age + world.intake.max_future
+        ev = event(world, seq=1, captured=T0)
+        assert world.intake.receive(topic(), encode_event(ev)).accepted
+        audit = AuditRecorder()
+        for later in (timedelta(days=1, hours=1), world.intake.max_age - timedelta(minutes=1)):  # still acceptable by age
+            world.clock.now = T0 + later
+            apply_retention(world.store, world.clock.now, timedelta(days=1), audit)  # retention far shorter than the window
+            with pytest.raises(StoreError):
+                world.store.alert(ev.event_id)  # the alert itself is gone...
+            assert world.intake.receive(topic(), encode_event(ev)).reason == "duplicate_event"  # ...its replay memory is not
+            same_seq = event(world, seq=1, captured=T0 + timedelta(minutes=1))
+            assert world.intake.receive(topic(), encode_event(same_seq)).reason in ("seq_reused", "out_of_window")
+        world.clock.now = T0 + window + timedelta(minutes=1)
+        result = apply_retention(world.store, world.clock.now, timedelta(days=1), audit)
+        assert result.forgotten >= 1 and result.replay_horizon > ev.captured_at_text
+        assert world.intake.receive(topic(), encode_event(ev)).reason == "out_of_window"
+        # A wider window configured later cannot reopen what was forgotten: the horizon refuses it.
+        wider = AlertIntake(world.intake.registry, world.cr, world.store, world.deployments, AuditRecorder(),
+                            max_age=timedelta(days=window_days * 3), clock=world.clock)
+        verdict = wider.receive(topic(), encode_event(ev))
+        assert (verdict.accepted, verdict.reason) == (False, "out_of_window") and "horizon" in verdict.detail
+    finally:
+        world.store.close()
 
 
 def test_an_internal_error_is_logged_and_the_payload_quarantined(world):

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from edge_agent.control_room.intake import AlertIntake, Verdict
+from control_room_helpers import intake_for
+from edge_agent.control_room.intake import Verdict
 from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key
@@ -36,7 +37,7 @@ def control_room(mosquitto: MosquittoBroker, messaging_env, tmp_path):  # noqa: 
     key = load_private_key(messaging_env.control_room_key, X25519PrivateKey)
     store = AlertStore(tmp_path / "alerts.db")
     verdicts: list[Verdict] = []
-    intake = AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, store)
+    intake = intake_for(DeviceRegistry.load(messaging_env.registry_path), key, store)
     group = f"cr-{uuid.uuid4().hex[:8]}"  # a fresh share group: no stale sessions from other tests
     listener = AlertListener(
         mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=group, session_expiry_s=300,

@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from control_room_helpers import intake_for
 from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, MosquittoBroker
-from edge_agent.control_room.intake import AlertIntake, Verdict
+from edge_agent.control_room.intake import Verdict
 from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key
@@ -325,7 +326,7 @@ def test_alerts_raised_while_the_listener_is_down_arrive_when_it_returns(mosquit
     group = f"cr-{uuid.uuid4().hex[:8]}"
 
     def start_listener() -> AlertListener:
-        intake = AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, store)
+        intake = intake_for(DeviceRegistry.load(messaging_env.registry_path), key, store)
         listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=group, session_expiry_s=300,
                                  backoff=Backoff(0.05, 0.5), on_verdict=verdicts.append, share_group=group).start()
         assert listener.subscribed.wait(10), listener.last_error
@@ -358,7 +359,7 @@ def test_two_listeners_share_the_load_and_each_alert_is_stored_once(mosquitto, m
     verdicts: list[list[Verdict]] = [[], []]
     listeners = []
     for i in range(2):
-        intake = AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, stores[i])
+        intake = intake_for(DeviceRegistry.load(messaging_env.registry_path), key, stores[i])
         listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=f"{group}-{i}", session_expiry_s=300,
                                  backoff=Backoff(0.05, 0.5), on_verdict=verdicts[i].append, share_group=group).start()
         assert listener.subscribed.wait(10), listener.last_error
@@ -399,7 +400,7 @@ def test_a_message_the_store_could_not_commit_is_not_acknowledged_and_comes_back
     store = FlakyStore(tmp_path / "alerts.db")
     verdicts: list[Verdict] = []
     group = f"cr-{uuid.uuid4().hex[:8]}"
-    listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), AlertIntake(DeviceRegistry.load(messaging_env.registry_path), key, store),
+    listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), intake_for(DeviceRegistry.load(messaging_env.registry_path), key, store),
                              client_id=group, session_expiry_s=300, backoff=Backoff(0.05, 0.3), on_verdict=verdicts.append, share_group=group).start()
     try:
         assert listener.subscribed.wait(10)

@@ -4,7 +4,7 @@ Faces processed, alerts raised and received, confirmed true and false alerts, en
 false-alert rate per face and per alert (with 95 % Wilson intervals), the retention actions
 taken, and the evidence the alert threshold rested on (the calibration each device's deployment
 record cited, from its ``watchlist_loaded`` audit records). Alert rows may already be deleted by retention when the report is made; the audit log's
-``alert_raised`` and ``adjudication_received`` records keep the counts, so both sources are merged.
+``alert_raised`` and adjudication records keep the counts, so both sources are merged.
 Format: docs/formats/deployment-report.md.
 """
 
@@ -23,6 +23,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.audit.verify import verify_audit_log
+from edge_agent.control_room.auditing import ADJUDICATION_RECORDED
+from edge_agent.control_room.db import is_postgres
 from edge_agent.control_room.store import AlertStore
 from edge_agent.errors import EdgeAgentError
 from edge_agent.evaluation.metrics import Rate
@@ -35,6 +37,8 @@ SESSION_KIND = "session_summary"
 #: Audit-record count fields. Not "frames": the audit log refuses that name as biometric.
 COUNT_FIELDS = ("frames_processed", "faces", "faces_searched", "faces_rejected_quality")
 LOADED_KIND = "watchlist_loaded"
+#: A decision as the control room records it, and as a device logs the notice of it.
+ADJUDICATION_KINDS = (ADJUDICATION_RECORDED, "adjudication_received")
 #: Threshold-evidence fields a ``watchlist_loaded`` record carries (edge_agent.deployment.policy.threshold_evidence).
 EVIDENCE_FIELDS = ("threshold", "threshold_basis", "calibrated_default", "calibration_sha256", "calibration_budget",
                    "calibration_watchlist_size", "calibration_fpir_upper95", "calibration_searches")
@@ -85,7 +89,7 @@ def read_audit(path: Path, public_key: Ed25519PublicKey | None = None, checkpoin
 
 def _alerts_from_store(alerts_db: Path, deployment_id: str) -> list[dict[str, Any]]:
     """This deployment's alerts still in the control-room store, each with its final adjudication."""
-    if not Path(alerts_db).is_file():
+    if not is_postgres(alerts_db) and not Path(alerts_db).is_file():
         raise DeploymentReportError(f"control-room database {alerts_db} not found", "pass the control room's alert store with --alerts-db")
     with AlertStore(alerts_db, read_only=True) as store:
         rows = []
@@ -114,7 +118,7 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
     decisions: dict[str, dict[str, Any]] = {}
     for r in records:
         d = r["details"]
-        if r["kind"] == "adjudication_received" and d.get("event_id") in event_ids:
+        if r["kind"] in ADJUDICATION_KINDS and d.get("event_id") in event_ids:
             decisions[d["event_id"]] = {"decision": d.get("decision"), "engaged": d.get("engaged"), "source": "audit"}
     for row in stored:
         adj = row["adjudication"]

@@ -27,7 +27,7 @@ from edge_agent.control_room.adjudication import (
 from edge_agent.control_room.store import AlertStore, StoreError
 from edge_agent.crypto.keyfiles import write_public_key
 from edge_agent.crypto.sealing import seal
-from edge_agent.evaluation.deployment_report import (
+from edge_agent.control_room.report import (
     DeploymentReportError,
     build_report,
     read_audit,
@@ -86,7 +86,7 @@ def deployment(tmp_path):
         adjudicate(store, Adjudication(events[0].event_id, "confirmed", "PC1234", "matches custody image", True, old + timedelta(minutes=5)), room)
         adjudicate(store, Adjudication(events[1].event_id, "rejected", "PC1234", "different person", False, recent + timedelta(minutes=5)), room)
         place_hold(store, events[1].event_id, "complaint 23/1", "PS99", NOW, room)
-        deleted = apply_retention(store, NOW, timedelta(days=1), timedelta(days=1), room)
+        deleted = apply_retention(store, NOW, timedelta(days=1), room).deleted
         assert deleted == [events[0].event_id]  # the confirmed alert is gone from the store; only the audit log knows
     return {"device_log": device_log, "room_log": room_log, "cam2": tmp_path / "cam2.jsonl", "db": db,
             "pub": tmp_path / "device.pub", "key": key, "events": events}
