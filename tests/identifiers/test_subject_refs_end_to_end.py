@@ -8,13 +8,19 @@ agent runs on a video of both people, and the control-room intake verifies both 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
+
+from control_room_helpers import AuditRecorder
 
 from edge_agent.agent.config import load_config
 from edge_agent.agent.runner import run_agent
+from edge_agent.control_room.deployments import DeploymentBook
 from edge_agent.control_room.intake import AlertIntake
 from edge_agent.control_room.store import AlertStore
-from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.crypto.keyfiles import load_private_key, load_public_key
+from edge_agent.deployment.record import SignedDeployment
 from edge_agent.demo.live import DEVICE_ID, provision_site
 from edge_agent.demo.scenes import write_walk_past_video
 from edge_agent.errors import ConfigError
@@ -28,6 +34,7 @@ PUNCTUATED = "case:2026.11_X-1"
 
 
 def test_edge_of_rule_subject_refs_are_built_matched_and_verified(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     assert len(LONGEST) == SUBJECT_REF.max_length and check_subject_ref(LONGEST) == LONGEST
@@ -38,8 +45,12 @@ def test_edge_of_rule_subject_refs_are_built_matched_and_verified(tmp_path):
     config = load_config(site.config_path)
     summary = run_agent(config)
     assert summary.alerts == 2
+    store = AlertStore(tmp_path / "alerts.db")
+    audit = AuditRecorder()
+    deployments = DeploymentBook(store.db, load_public_key(site.authority_pub, Ed25519PublicKey))
+    deployments.import_signed(SignedDeployment.load(site.deployment_path), datetime.now(timezone.utc), "test", audit)
     intake = AlertIntake(
-        DeviceRegistry.load(site.env.registry_path), load_private_key(site.env.control_room_key, X25519PrivateKey), AlertStore(tmp_path / "alerts.db")
+        DeviceRegistry.load(site.env.registry_path), load_private_key(site.env.control_room_key, X25519PrivateKey), store, deployments, audit
     )
     with Spool(config.spool.path) as spool:
         verdicts = [intake.receive(alert_topic(DEVICE_ID), e.payload) for e in spool.pending(limit=100)]
