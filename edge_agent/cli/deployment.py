@@ -17,9 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_agent.crypto.canonical import canonical_json
-from edge_agent.deployment.calibration import read_calibration_report
+from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, read_calibration_report
 from edge_agent.deployment.policy import (
-    CALIBRATED_DEFAULT_THRESHOLD,
     calibrated_default,
     check_calibration,
     check_record,

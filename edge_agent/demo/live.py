@@ -29,7 +29,7 @@ from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.demo.scenes import FIXTURE_FACES, write_walk_past_video
-from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
+from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.events.spool import Spool
 from edge_agent.events.topics import alert_topic

@@ -3,72 +3,48 @@
 policing.md 1-3 and 9: no matching without an active deployment; matching stops at its end; a
 threshold below the calibrated default needs a second, pinned approver's signature. The calibrated
 default is the threshold of the calibration report the record cites, else the provisional
-constant below; a cited calibration must fit the models, watchlist cap and budget it is used for.
+constant (deployment/calibration.py); a cited calibration must fit the models, watchlist cap and budget it is used for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_agent.deployment.calibration import CalibrationCitation
-from edge_agent.errors import SecurityError
+from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, CalibrationCitation
+from edge_agent.deployment.errors import (
+    CalibrationMismatch,
+    DeploymentExpired,
+    DeploymentNotStarted,
+    DeploymentRefused,
+    DeviceNotInDeployment,
+    ThresholdApprovalMissing,
+)
+from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 
-if TYPE_CHECKING:
-    from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+__all__ = [  # the refusals are raised here; their one definition is deployment/errors.py
+    "CALIBRATED_DEFAULT_THRESHOLD", "CalibrationMismatch", "DeploymentExpired", "DeploymentNotStarted", "DeploymentRefused",
+    "DeviceNotInDeployment", "ThresholdApprovalMissing", "authorise", "calibrated_default", "check_calibration", "check_record",
+    "cited_calibration", "describe_threshold", "needs_threshold_approval", "threshold_evidence",
+]
 
-# The calibrated default alert threshold (SFace cosine similarity), the ONE place it lives.
-# Why 0.55: on a held-out LFW-style evaluation of this same pipeline (int8 BlazeFace, 4-point
-# alignment, int8 SFace; ../shared/requirements/models.md) a 1,000-subject watchlist needed about
-# 0.51 for FPIR 0.003, and FPIR grows with watchlist size, so the default sits above that. The
-# 204-image dev set cannot resolve a 1-in-6,000 budget (it would need ~23,000 non-mated searches:
-# `edge-agent calibrate` says so), so this stays provisional until a force runs `edge-agent
-# calibrate` on a large consented test set and replaces it with that output.
-CALIBRATED_DEFAULT_THRESHOLD = 0.55
-
-
-class DeploymentRefused(SecurityError):
-    """A deployment record does not authorise matching here and now."""
-
-
-class DeploymentExpired(DeploymentRefused):
-    pass
-
-
-class DeploymentNotStarted(DeploymentRefused):
-    pass
-
-
-class DeviceNotInDeployment(DeploymentRefused):
-    pass
-
-
-class ThresholdApprovalMissing(DeploymentRefused):
-    pass
-
-
-class CalibrationMismatch(DeploymentRefused):
-    """The cited calibration is not evidence for this deployment (other models, smaller watchlist, looser budget)."""
-
-
-def cited_calibration(record: "DeploymentRecord") -> CalibrationCitation | None:
+def cited_calibration(record: DeploymentRecord) -> CalibrationCitation | None:
     return record.calibration if isinstance(record.calibration, CalibrationCitation) else None
 
 
-def calibrated_default(record: "DeploymentRecord") -> float:
+def calibrated_default(record: DeploymentRecord) -> float:
     """The threshold below which this deployment needs an approval: its cited calibration's, else the provisional constant."""
     citation = cited_calibration(record)
     return citation.threshold if citation is not None else CALIBRATED_DEFAULT_THRESHOLD
 
 
-def needs_threshold_approval(record: "DeploymentRecord") -> bool:
+def needs_threshold_approval(record: DeploymentRecord) -> bool:
     return record.alert_threshold < calibrated_default(record)
 
 
-def threshold_evidence(record: "DeploymentRecord") -> dict[str, object]:
+def threshold_evidence(record: DeploymentRecord) -> dict[str, object]:
     """The threshold's evidence in a few flat fields, for audit records, reports and displays."""
     citation = cited_calibration(record)
     if citation is None:
@@ -84,7 +60,7 @@ def threshold_evidence(record: "DeploymentRecord") -> dict[str, object]:
     }
 
 
-def describe_threshold(record: "DeploymentRecord") -> str:
+def describe_threshold(record: DeploymentRecord) -> str:
     """One line for operators: the threshold and the evidence it rests on (or the warning that there is none)."""
     citation = cited_calibration(record)
     if citation is None:
@@ -96,7 +72,7 @@ def describe_threshold(record: "DeploymentRecord") -> str:
             f"{citation.mated_searches:,} mated searches)")
 
 
-def check_calibration(record: "DeploymentRecord", model_identity: Mapping[str, str] | None) -> None:
+def check_calibration(record: DeploymentRecord, model_identity: Mapping[str, str] | None) -> None:
     """Refuse a cited calibration that is not evidence for this deployment (``model_identity``: the
     models that will run, as ModelIdentity.as_dict(); None skips that comparison)."""
     citation = cited_calibration(record)
@@ -125,7 +101,7 @@ def check_calibration(record: "DeploymentRecord", model_identity: Mapping[str, s
 
 
 def check_record(
-    record: "DeploymentRecord",
+    record: DeploymentRecord,
     device_id: str,
     now: datetime,
     threshold_approved: bool,
@@ -160,13 +136,13 @@ def check_record(
 
 
 def authorise(
-    signed: "SignedDeployment",
+    signed: SignedDeployment,
     authority_pub: Ed25519PublicKey,
     device_id: str,
     now: datetime,
     approver_pubs: Sequence[Ed25519PublicKey] = (),
     model_identity: Mapping[str, str] | None = None,
-) -> "DeploymentRecord":
+) -> DeploymentRecord:
     """Verify the authority signature, then every policy rule; return the record only if all pass."""
     record = signed.verify(authority_pub)
     check_record(record, device_id, now, signed.threshold_approved(approver_pubs, authority_pub), model_identity)

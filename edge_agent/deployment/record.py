@@ -25,8 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, public_raw
 from edge_agent.crypto.signing import DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, SignatureInvalid, sign, verify
-from edge_agent.deployment.calibration import CalibrationCitation, ProvisionalDefault, ThresholdEvidence, evidence_from_json
-from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
+from edge_agent.deployment.calibration import (
+    CALIBRATED_DEFAULT_THRESHOLD,
+    CalibrationCitation,
+    ProvisionalDefault,
+    ThresholdEvidence,
+    evidence_from_json,
+)
 from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identifiers import check_deployment_id, check_device_id

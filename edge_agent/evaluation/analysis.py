@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.deployment.policy import CALIBRATED_DEFAULT_THRESHOLD
+from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.evaluation import metrics
 from edge_agent.evaluation.dataset import UNLABELLED_GROUP
 from edge_agent.evaluation.identification import (

@@ -21,11 +21,9 @@ from deployment_helpers import write_spec
 from edge_agent.cli.main import main
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import write_public_key
-from edge_agent.deployment.calibration import CalibrationCitation, read_calibration_report
+from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, CalibrationCitation, read_calibration_report
+from edge_agent.deployment.errors import CalibrationMismatch, ThresholdApprovalMissing
 from edge_agent.deployment.policy import (
-    CALIBRATED_DEFAULT_THRESHOLD,
-    CalibrationMismatch,
-    ThresholdApprovalMissing,
     authorise,
     check_calibration,
     threshold_evidence,

@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.deployment import policy
-from edge_agent.deployment.policy import (
-    CALIBRATED_DEFAULT_THRESHOLD,
-    DeploymentExpired,
-    DeploymentNotStarted,
-    DeviceNotInDeployment,
-    ThresholdApprovalMissing,
-    authorise,
-)
-from edge_agent.deployment.calibration import CITATION_FIELDS, CalibrationCitation
+from edge_agent.deployment import calibration
+from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, CITATION_FIELDS, CalibrationCitation
+from edge_agent.deployment.errors import DeploymentExpired, DeploymentNotStarted, DeviceNotInDeployment, ThresholdApprovalMissing
+from edge_agent.deployment.policy import authorise
 from edge_agent.deployment.record import RECORD_FIELDS, V2_FIELDS, DeploymentRecord, SignedDeployment, default_silent
 from edge_agent.errors import ConfigError, SecurityError
 
@@ -226,7 +220,7 @@ def test_doc_lists_every_field():
     text = DOCS.read_text()
     documented = re.findall(r"^\| `([a-z_0-9]+)` \|", text, flags=re.M)
     assert set(RECORD_FIELDS) | set(V2_FIELDS) | set(CITATION_FIELDS) | {"format", "version", "default_threshold"} <= set(documented)
-    assert f"{policy.CALIBRATED_DEFAULT_THRESHOLD:.2f}" in text and "CALIBRATED_DEFAULT_THRESHOLD" in text
+    assert f"{calibration.CALIBRATED_DEFAULT_THRESHOLD:.2f}" in text and "CALIBRATED_DEFAULT_THRESHOLD" in text
 
 
 def test_signed_but_invalid_record_is_a_security_refusal(authority):

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from watchlist_helpers import DURING, END, MODEL, START, citation, make_entries, make_record
 
-from edge_agent.deployment.policy import CalibrationMismatch, DeviceNotInDeployment, ThresholdApprovalMissing
+from edge_agent.deployment.errors import CalibrationMismatch, DeviceNotInDeployment, ThresholdApprovalMissing
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.watchlist.errors import (
