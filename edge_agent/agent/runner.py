@@ -36,7 +36,9 @@ from edge_agent.identity.keys import DeviceKeys
 from edge_agent.vision.core import RecognitionCore
 from edge_agent.vision.quality import QualityPolicy
 from edge_agent.watchlist.errors import WatchlistExpired
-from edge_agent.watchlist.store import WatchlistStore, enforce_retention, load_installed
+from edge_agent.watchlist.installed import accept_pushed, load_installed
+from edge_agent.watchlist.retention import enforce_retention
+from edge_agent.watchlist.store import WatchlistStore
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -101,16 +103,12 @@ def run_agent(
     spool: Spool | None = None
     try:
         now = clock()
-        pushed = config.watchlist.package
-        if pushed is not None and Path(pushed).is_file():
-            # A newly pushed package replaces the stored one; the pushed copy is then destroyed.
-            store.import_file(Path(pushed))
+        pushed = Path(config.watchlist.package) if config.watchlist.package is not None else None
+        pushed_present = pushed is not None and pushed.exists()
         stored = store.summary()
-        if enforce_retention(store, now, audit):
-            raise WatchlistExpired(
-                f"deployment {stored.deployment_id if stored else '?'} has ended: its watchlist was destroyed and nothing will be matched",
-                "push the signed deployment record and watchlist of a current deployment",
-            )
+        ended = enforce_retention(store, now, audit)
+        if ended and not pushed_present:
+            raise _ended(stored.deployment_id if stored else "?")
         core = RecognitionCore.load(
             config.detector.models_dir,
             detector=config.detector.model,
@@ -127,7 +125,20 @@ def run_agent(
         authority = load_public_key(config.device.authority_public_key, Ed25519PublicKey)
         expected = SignedDeployment.load(config.deployment.record) if config.deployment.record is not None else None
         approvers = [load_public_key(path, Ed25519PublicKey) for path in config.deployment.approver_public_keys]
-        watchlist = load_installed(store, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
+        watchlist = None
+        if pushed is not None and pushed_present:
+            # A pushed package replaces the stored one only once it verifies in full (issue 10.8).
+            outcome = accept_pushed(store, pushed, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
+            watchlist = outcome.loaded
+            if watchlist is None and not store.exists():
+                if outcome.ended or ended:
+                    raise _ended(stored.deployment_id if stored else "?")
+                assert outcome.refusal is not None
+                raise outcome.refusal
+            if watchlist is None:
+                log.warning("pushed watchlist %s refused (%s); matching continues with the installed package", pushed, outcome.refusal)
+        if watchlist is None:
+            watchlist = load_installed(store, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
         deployment = watchlist.deployment
         threshold_note = describe_threshold(deployment)
         (log.warning if cited_calibration(deployment) is None else log.info)(threshold_note)
@@ -237,6 +248,13 @@ def run_agent(
             spool.close()
         audit.close()
         notifier.close()
+
+
+def _ended(deployment_id: str) -> WatchlistExpired:
+    return WatchlistExpired(
+        f"deployment {deployment_id} has ended: its watchlist was destroyed and nothing will be matched",
+        "push the signed deployment record and watchlist of a current deployment",
+    )
 
 
 def _pacer(config: AgentConfig) -> FramePacer | None:

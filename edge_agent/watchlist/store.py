@@ -1,4 +1,8 @@
-"""The one watchlist package stored on a device, its wiping, and destruction at deployment end.
+"""The one watchlist package stored on a device: its file, its replacement and its wiping.
+
+This module does files only. What may be installed is decided by ``watchlist/installed.py``
+(verify fully, then install; audit every load and refusal); when a package must be destroyed by
+``watchlist/retention.py``.
 
 Only the encrypted, signed package is ever on disk; plaintext lives in memory (loader.py). Wiping
 overwrites the file with random bytes, fsyncs, then unlinks it. On flash storage an overwrite is
@@ -11,24 +15,18 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge_agent.audit.log import AuditLog
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
-from edge_agent.deployment.policy import threshold_evidence
-from edge_agent.deployment.record import SignedDeployment
 from edge_agent.durable import atomic_write, fsync_dir
 from edge_agent.errors import EdgeAgentError
-from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.format import MAGIC, check_magic_and_version
-from edge_agent.watchlist.loader import LoadedWatchlist, load_watchlist
 
 PACKAGE_NAME = "watchlist.eawl"
+TEMP_PREFIX = ".watchlist-"  # the old package's extra link while it is replaced; never an installed package
 
 
 class WatchlistStoreError(EdgeAgentError):
@@ -42,6 +40,18 @@ class StoredSummary:
     deployment_id: str
     expires: datetime
     package_id: str
+
+
+def read_summary(data: bytes) -> StoredSummary | None:
+    """Header fields of a package, unverified; None if the bytes are not a readable package."""
+    try:
+        if data[:4] != MAGIC:
+            return None
+        (header_len,) = struct.unpack_from(">I", data, 5)
+        header = json.loads(data[9 : 9 + header_len].decode("utf-8"))
+        return StoredSummary(str(header["deployment_id"]), parse_utc(header["expires"], "expires"), str(header["package_id"]))
+    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError, CanonicalJsonError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -62,31 +72,44 @@ class WatchlistStore:
             raise WatchlistStoreError(f"no watchlist is installed in {self.directory}", "install one with: edge-agent watchlist load") from None
 
     def install(self, package: bytes) -> Path:
-        """Atomically replace the stored package (ciphertext only), overwriting the old one first."""
+        """Atomically replace the stored package (ciphertext only) with ``package``.
+
+        Files only: the caller has verified ``package`` in full (``installed.install_verified``).
+        The old package stays in place, intact, until the new one has been written, fsynced and
+        renamed over it; only then are the old bytes overwritten (through a hard link taken
+        before the rename). A failure at any step leaves the old package installed.
+        """
         check_magic_and_version(package)
         directory = Path(self.directory)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # The old package's bytes are overwritten only once the new one is safely on disk.
-        old = self.path if self.exists() else None
-        try:
-            return atomic_write(self.path, package, 0o600, before_replace=(lambda: _overwrite(old)) if old is not None else None)
-        except OSError as exc:
-            raise WatchlistStoreError(f"cannot store the watchlist in {directory}: {exc.strerror}", "check free space and permissions") from None
+        self._destroy_leftovers()
+        old = directory / f"{TEMP_PREFIX}replaced"
+        linked = False
 
-    def import_file(self, source: Path) -> Path:
-        """Install a pushed package, then overwrite and delete the pushed copy, so the only copy on
-        the device is the one retention will destroy (Met practice: the import medium is wiped)."""
-        source = Path(source)
+        def keep_old() -> None:
+            nonlocal linked
+            if self.exists():
+                try:
+                    os.link(self.path, old)
+                    linked = True
+                except OSError:
+                    pass  # no hard links here: the old ciphertext is unlinked by the rename, not overwritten
+
         try:
-            data = source.read_bytes()
-        except FileNotFoundError:
-            raise WatchlistStoreError(f"pushed watchlist {source} not found", "check watchlist.package in the config") from None
-        installed = self.install(data)
-        if source.resolve() != installed.resolve():
-            _overwrite(source)
-            source.unlink()
-            fsync_dir(source.parent)
-        return installed
+            atomic_write(self.path, package, 0o600, before_replace=keep_old)
+        except OSError as exc:
+            if linked:
+                old.unlink(missing_ok=True)  # only the extra link: the installed package is untouched
+            raise WatchlistStoreError(f"cannot store the watchlist in {directory}: {exc.strerror}", "check free space and permissions") from None
+        if linked:
+            destroy_file(old)
+        return self.path
+
+    def _destroy_leftovers(self) -> None:
+        """Temporary files a crash mid-install left behind (ciphertext): overwrite and delete them."""
+        for leftover in Path(self.directory).glob(".watchlist*"):  # ours and atomic_write's temporary names
+            if leftover.is_file() and not leftover.is_symlink():
+                destroy_file(leftover)
 
     def summary(self) -> StoredSummary | None:
         """Header fields of the stored package, unverified; None if there is no package or it is unreadable."""
@@ -94,14 +117,7 @@ class WatchlistStore:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        try:
-            if data[:4] != MAGIC:
-                return None
-            (header_len,) = struct.unpack_from(">I", data, 5)
-            header = json.loads(data[9 : 9 + header_len].decode("utf-8"))
-            return StoredSummary(str(header["deployment_id"]), parse_utc(header["expires"], "expires"), str(header["package_id"]))
-        except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError, CanonicalJsonError):
-            return None
+        return read_summary(data)
 
     def wipe(self, audit: AuditLog, reason: str, now: datetime, actor: str | None = None) -> bool:
         """Overwrite and delete the stored package; audit it. Returns False if nothing was stored."""
@@ -109,9 +125,7 @@ class WatchlistStore:
             return False
         summary = self.summary()
         try:
-            _overwrite(self.path)
-            self.path.unlink()
-            fsync_dir(Path(self.directory))
+            destroy_file(self.path)
         except OSError as exc:
             raise WatchlistStoreError(f"cannot wipe {self.path}: {exc.strerror}", "check permissions; the package is still encrypted at rest") from None
         details = {"reason": reason, "package": PACKAGE_NAME}
@@ -121,70 +135,11 @@ class WatchlistStore:
         return True
 
 
-def enforce_retention(store: WatchlistStore, now: datetime, audit: AuditLog) -> bool:
-    """Destroy the stored package once its deployment has ended (or it cannot be read). Call periodically.
-
-    The expiry read here is unverified: a tampered header can at worst cause an early wipe,
-    never keep a package past a genuine expiry (the loader refuses that independently).
-    """
-    if not store.exists():
-        return False
-    summary = store.summary()
-    if summary is None:
-        return store.wipe(audit, "unreadable package", now)
-    if now < summary.expires:
-        return False
-    audit.append("deployment_ended", {"deployment_id": summary.deployment_id, "expires": summary.expires.isoformat()}, now=now)
-    return store.wipe(audit, "deployment ended", now)
-
-
-def load_installed(
-    store: WatchlistStore,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
-    now: datetime,
-    audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
-    *,
-    expected_deployment: SignedDeployment | None = None,
-) -> LoadedWatchlist:
-    """Load the stored package into memory, auditing the load or the refusal (with its reason)."""
-    return load_audited(
-        store.read(), device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=expected_deployment
-    )
-
-
-def load_audited(
-    package: bytes,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
-    now: datetime,
-    audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
-    *,
-    expected_deployment: SignedDeployment | None = None,
-) -> LoadedWatchlist:
-    try:
-        loaded = load_watchlist(package, device_keys, authority_pub, model_identity, now, approver_pubs, expected_deployment=expected_deployment)
-    except EdgeAgentError as exc:  # every refusal is audited, whatever its class
-        audit.append("watchlist_refused", {"reason": type(exc).__name__, "message": exc.message[:500]}, now=now)
-        raise
-    audit.append("watchlist_loaded", loaded_details(loaded), now=now)
-    return loaded
-
-
-def loaded_details(loaded: LoadedWatchlist) -> dict:
-    return {
-        "deployment_id": loaded.deployment.deployment_id,
-        "package_id": loaded.package_id,
-        "subjects": len(loaded.entries),
-        "template_count": len(loaded.gallery),
-        "expires": loaded.expires_at.isoformat(),
-        "threshold": loaded.deployment.alert_threshold,
-        **threshold_evidence(loaded.deployment),
-    }
+def destroy_file(path: Path) -> None:
+    """Overwrite a file with random bytes, fsync, unlink it and persist the unlink."""
+    _overwrite(path)
+    path.unlink()
+    fsync_dir(path.parent)
 
 
 def _overwrite(path: Path) -> None:

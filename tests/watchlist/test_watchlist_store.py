@@ -15,7 +15,9 @@ from watchlist_helpers import DURING, END, MODEL, START, citation, make_record
 from edge_agent.audit import AuditLog, verify_audit_log
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.watchlist.errors import WatchlistExpired
-from edge_agent.watchlist.store import WatchlistStore, enforce_retention, load_installed
+from edge_agent.watchlist.installed import accept_pushed, load_installed
+from edge_agent.watchlist.retention import enforce_retention
+from edge_agent.watchlist.store import WatchlistStore
 
 
 def _audit(world, tmp_path):
@@ -145,5 +147,7 @@ def test_import_file_leaves_no_pushed_copy(world, tmp_path):
     pushed.parent.mkdir()
     pushed.write_bytes(data)
     store = WatchlistStore(tmp_path / "state" / "watchlist")
-    assert store.import_file(pushed) == store.path
+    with _audit(world, tmp_path) as audit:
+        outcome = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+    assert outcome.loaded is not None and outcome.refusal is None
     assert store.read() == data and not pushed.exists()

@@ -1,0 +1,163 @@
+"""Audited loading: every load of a watchlist on a device, and every refusal, goes to the audit log.
+
+The loader (loader.py) verifies and decrypts; the store (store.py) keeps the file. This module is
+the only way a device uses either, so that nothing is matched, and nothing installed, without an
+audit record saying which package, under which deployment and threshold evidence, or why not.
+
+Issue 10.8: a refused package never replaces a good one. A new package is verified in full
+(signature, device, deployment, expiry, model: everything ``load_watchlist`` checks) in memory
+before the store's atomic replace; a refused one leaves the installed package as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_agent.audit.log import AuditLog
+from edge_agent.deployment.policy import threshold_evidence
+from edge_agent.deployment.record import SignedDeployment
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.identity.keys import DeviceKeys
+from edge_agent.watchlist.errors import WatchlistExpired
+from edge_agent.watchlist.loader import LoadedWatchlist, load_watchlist
+from edge_agent.watchlist.store import WatchlistStore, destroy_file, read_summary
+
+
+def load_installed(
+    store: WatchlistStore,
+    device_keys: DeviceKeys,
+    authority_pub: Ed25519PublicKey,
+    model_identity: object,
+    now: datetime,
+    audit: AuditLog,
+    approver_pubs: Sequence[Ed25519PublicKey] = (),
+    *,
+    expected_deployment: SignedDeployment | None = None,
+) -> LoadedWatchlist:
+    """Load the stored package into memory, auditing the load or the refusal (with its reason)."""
+    return load_audited(
+        store.read(), device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=expected_deployment
+    )
+
+
+def load_audited(
+    package: bytes,
+    device_keys: DeviceKeys,
+    authority_pub: Ed25519PublicKey,
+    model_identity: object,
+    now: datetime,
+    audit: AuditLog,
+    approver_pubs: Sequence[Ed25519PublicKey] = (),
+    *,
+    expected_deployment: SignedDeployment | None = None,
+    source: str = "installed",
+) -> LoadedWatchlist:
+    """Verify and decrypt ``package``; audit ``watchlist_loaded`` or ``watchlist_refused`` (with the
+    refusal's class, message, where the package came from and its SHA-256), then return or re-raise."""
+    try:
+        loaded = load_watchlist(package, device_keys, authority_pub, model_identity, now, approver_pubs, expected_deployment=expected_deployment)
+    except EdgeAgentError as exc:  # every refusal is audited, whatever its class
+        audit.append(
+            "watchlist_refused",
+            {"reason": type(exc).__name__, "message": exc.message[:500], "source": source, "package_sha256": hashlib.sha256(package).hexdigest()},
+            now=now,
+        )
+        raise
+    audit.append("watchlist_loaded", {**loaded_details(loaded), "source": source}, now=now)
+    return loaded
+
+
+def install_verified(
+    store: WatchlistStore,
+    package: bytes,
+    device_keys: DeviceKeys,
+    authority_pub: Ed25519PublicKey,
+    model_identity: object,
+    now: datetime,
+    audit: AuditLog,
+    approver_pubs: Sequence[Ed25519PublicKey] = (),
+    *,
+    expected_deployment: SignedDeployment | None = None,
+    source: str = "pushed",
+) -> LoadedWatchlist:
+    """Verify ``package`` in full for this device now, and only then replace the stored package with
+    it (atomically). A refusal is audited and raised; the stored package is not touched."""
+    loaded = load_audited(
+        package, device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=expected_deployment, source=source
+    )
+    store.install(package)
+    return loaded
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """What became of a pushed package: installed (``loaded``), or refused with the installed one kept."""
+
+    loaded: LoadedWatchlist | None
+    refusal: EdgeAgentError | None = None
+    ended: bool = False  # refused because its deployment has ended: the pushed copy was destroyed
+
+
+def accept_pushed(
+    store: WatchlistStore,
+    pushed: Path,
+    device_keys: DeviceKeys,
+    authority_pub: Ed25519PublicKey,
+    model_identity: object,
+    now: datetime,
+    audit: AuditLog,
+    approver_pubs: Sequence[Ed25519PublicKey] = (),
+    *,
+    expected_deployment: SignedDeployment | None = None,
+) -> PushOutcome:
+    """Install a pushed package if it verifies in full, then overwrite and delete the pushed copy, so
+    the only copy on the device is the one retention will destroy (Met practice: the import medium is
+    wiped). A refused package stays where it was pushed (a package for a deployment that has not
+    started yet is accepted once it has), unless its deployment has ended: then it is destroyed
+    like an installed one (``deployment_ended``, ``watchlist_wiped``)."""
+    pushed = Path(pushed)
+    try:
+        data = pushed.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"pushed watchlist {pushed} not found", "check watchlist.package in the config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"pushed watchlist {pushed} is a directory", "watchlist.package names the package file itself") from None
+    try:
+        loaded = install_verified(
+            store, data, device_keys, authority_pub, model_identity, now, audit, approver_pubs,
+            expected_deployment=expected_deployment, source=str(pushed),
+        )
+    except EdgeAgentError as exc:
+        summary = read_summary(data)
+        expired = isinstance(exc, WatchlistExpired) or (summary is not None and now >= summary.expires)
+        if not expired:
+            return PushOutcome(None, exc)
+        details: dict[str, Any] = {"source": str(pushed)}
+        if summary is not None:  # unverified: at worst an early wipe of a refused file
+            details.update(deployment_id=summary.deployment_id, expires=summary.expires.isoformat())
+        audit.append("deployment_ended", details, now=now)
+        destroy_file(pushed)
+        audit.append("watchlist_wiped", {**details, "reason": "deployment ended", "package": pushed.name}, now=now)
+        return PushOutcome(None, exc, ended=True)
+    if pushed.resolve() != store.path.resolve():
+        destroy_file(pushed)
+    return PushOutcome(loaded)
+
+
+def loaded_details(loaded: LoadedWatchlist) -> dict[str, Any]:
+    return {
+        "deployment_id": loaded.deployment.deployment_id,
+        "package_id": loaded.package_id,
+        "subjects": len(loaded.entries),
+        "template_count": len(loaded.gallery),
+        "expires": loaded.expires_at.isoformat(),
+        "threshold": loaded.deployment.alert_threshold,
+        **threshold_evidence(loaded.deployment),
+    }
