@@ -121,6 +121,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _audit_args(imp)
     imp.set_defaults(func=cmd_import_deployments)
 
+    refs = sub.add_parser("import-references", help="import a watchlist build's reference images (sealed to this control room)")
+    refs.add_argument("file", type=Path, help="the OUT.references.json written by edge-agent watchlist build --control-room-pub")
+    refs.add_argument("--key", type=Path, required=True, help="control_room_x25519.key (every image must open with it)")
+    _db_arg(refs)
+    _audit_args(refs)
+    refs.set_defaults(func=cmd_import_references)
+
+    acc = sub.add_parser("accounts", help="console operator accounts (viewer, adjudicator, supervisor)")
+    acc_sub = acc.add_subparsers(dest="accounts_command", metavar="ACTION", required=True)
+    add = acc_sub.add_parser("add", help="create an account; the password is read from stdin (or a prompt)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=("viewer", "adjudicator", "supervisor"))
+    _db_arg(add)
+    _audit_args(add)
+    add.set_defaults(func=cmd_accounts_add)
+    lst = acc_sub.add_parser("list", help="list accounts")
+    _db_arg(lst)
+    lst.set_defaults(func=cmd_accounts_list)
+    for name, helptext in (("disable", "disable an account (ends its sessions)"), ("enable", "enable an account again")):
+        p = acc_sub.add_parser(name, help=helptext)
+        p.add_argument("username")
+        _db_arg(p)
+        _audit_args(p)
+        p.set_defaults(func=cmd_accounts_disable, disable=name == "disable")
+
+    serve = sub.add_parser("serve", help="the browser console (with the listener in the same process when a broker is given)")
+    _db_arg(serve)
+    serve.add_argument("--key", type=Path, required=True, help="control_room_x25519.key (crops and reference images, in memory only)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--tls-cert-file", type=Path, help="serve HTTPS with this certificate (cookies are then Secure)")
+    serve.add_argument("--tls-key-file", type=Path, help="the certificate's private key")
+    serve.add_argument("--behind-tls-proxy", action="store_true", help="mark cookies Secure: a TLS proxy terminates HTTPS in front")
+    serve.add_argument("--authority-pub", type=Path, help="the authority's public key (shows deployment records; needed with --listen)")
+    serve.add_argument("--listen", action="store_true", help="also run the alert listener and the fleet monitor in this process")
+    _broker_args(serve)
+    serve.add_argument("--registry", type=Path, help="device registry (with --listen)")
+    serve.add_argument("--client-id", default="control-room-console-1", help="MQTT client id of the in-process listener")
+    serve.add_argument("--session-idle-minutes", type=float, default=15)
+    serve.add_argument("--session-hours", type=float, default=8)
+    _audit_args(serve)
+    serve.set_defaults(func=cmd_serve)
+
 
 def _broker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with a [broker] table: url, ca, cert, key")
@@ -383,3 +426,125 @@ def cmd_import_deployments(args: argparse.Namespace) -> int:
         print(f"deployment {record.deployment_id}: {state} ({record.mode}, {record.start.isoformat()} to {record.end.isoformat()}, "
               f"devices {', '.join(record.device_ids)})")
     return 0
+
+
+def cmd_import_references(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from edge_agent.control_room.references import ReferenceBook
+    from edge_agent.crypto.keyfiles import load_private_key
+
+    key = load_private_key(args.key, X25519PrivateKey)
+    audit = open_audit(args)
+    try:
+        with open_store(args.db, create=True) as store:
+            count = ReferenceBook(store.db).import_file(args.file, key, audit)
+    finally:
+        audit.close()
+    print(f"imported {count} reference image(s), still sealed to the control room")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise ConfigError("the two passwords differ", "type the same password twice")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_accounts_add(args: argparse.Namespace) -> int:
+    from edge_agent.control_room.accounts import AccountBook
+    from edge_agent.control_room.auditing import ACCOUNT_CHANGED
+
+    password = _read_password()
+    audit = open_audit(args)
+    try:
+        with open_store(args.db, create=True) as store:
+            account = AccountBook(store.db).create(args.username, args.role, password, _actor(args), _utc_now())
+            audit.append(ACCOUNT_CHANGED, {"username": account.username, "action": "create", "role": account.role})
+    finally:
+        audit.close()
+    print(f"account {account.username} ({account.role}) created")
+    return 0
+
+
+def cmd_accounts_list(args: argparse.Namespace) -> int:
+    from edge_agent.control_room.accounts import AccountBook
+
+    with open_store(args.db) as store:
+        rows = AccountBook(store.db).accounts()
+    for a in rows:
+        print(f"{a.username:24} {a.role:12} {'disabled' if a.disabled else 'active':9} created {a.created_at} by {a.created_by}")
+    if not rows:
+        print("no accounts (create one with: edge-agent control-room accounts add NAME --role supervisor --audit-log LOG)")
+    return 0
+
+
+def cmd_accounts_disable(args: argparse.Namespace) -> int:
+    from edge_agent.control_room.accounts import AccountBook
+    from edge_agent.control_room.auditing import ACCOUNT_CHANGED
+
+    audit = open_audit(args)
+    try:
+        with open_store(args.db) as store:
+            AccountBook(store.db).set_disabled(args.username, args.disable)
+            audit.append(ACCOUNT_CHANGED, {"username": args.username, "action": "disable" if args.disable else "enable"})
+    finally:
+        audit.close()
+    print(f"account {args.username} {'disabled' if args.disable else 'enabled'}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from edge_agent.control_room.accounts import LoginPolicy
+    from edge_agent.control_room.fleet import FleetBook, FleetMonitor
+    from edge_agent.control_room.web.app import ConsoleConfig, create_app
+    from edge_agent.crypto.keyfiles import load_private_key
+    from edge_agent.hardening import disable_core_dumps
+
+    disable_core_dumps()  # before the crop key or any decrypted image is in memory
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        raise ConfigError("--tls-cert-file and --tls-key-file go together", "give both to serve HTTPS, or neither")
+    if args.listen and not (args.registry and args.authority_pub):
+        raise ConfigError("--listen needs --registry and --authority-pub", "the listener verifies devices and deployments")
+    key = load_private_key(args.key, X25519PrivateKey)
+    audit = open_audit(args, args.actor or "control-room:console")
+    store = open_store(args.db, create=True)
+    background: list = []
+    try:
+        deployments = _deployment_book(store, args.authority_pub) if args.authority_pub else None
+        broker = broker_config(args) if (args.listen or args.config or args.broker) else None
+        if broker is not None:
+            background.append(FleetMonitor(broker, FleetBook(store.db)).start())
+        if args.listen:
+            background.append(_start_listener(args, broker, store, deployments, key, audit))
+        policy = LoginPolicy(idle=timedelta(minutes=args.session_idle_minutes), absolute=timedelta(hours=args.session_hours))
+        secure = bool(args.tls_cert_file) or args.behind_tls_proxy
+        app = create_app(ConsoleConfig(store, audit, key, deployments, secure_cookies=secure, policy=policy))
+        scheme = "https" if args.tls_cert_file else "http"
+        print(f"console on {scheme}://{args.host}:{args.port}/ (store {store.location})", file=sys.stderr, flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_key_file)
+    finally:
+        for item in background:
+            item.stop()
+        store.close()
+        audit.close()
+    return 0
+
+
+def _start_listener(args, broker, store, deployments, key, audit):
+    from edge_agent.control_room.adjudication import apply_retention
+    from edge_agent.control_room.intake import AlertIntake
+    from edge_agent.control_room.listener import AlertListener
+    from edge_agent.identity.registry import DeviceRegistry
+
+    intake = AlertIntake(DeviceRegistry.load(args.registry), key, store, deployments, audit)
+    retention = _retention(MAX_RETENTION_DAYS)
+    return AlertListener(broker, intake, client_id=args.client_id,
+                         housekeeping=lambda: apply_retention(store, _utc_now(), retention, audit)).start()

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--authority-key", type=Path, required=True, help="authority key file or directory")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--expires", help="UTC expiry earlier than the deployment end, e.g. 2026-11-22T18:00:00Z")
+    p.add_argument("--control-room-pub", type=Path, help="control_room_x25519.pub: also write the reference images sealed to the control room")
+    p.add_argument("--references-out", type=Path, help="where to write them (default: OUT.references.json); never sent to a device")
     p.add_argument("--max-image-age-years", type=float, default=DEFAULT_MAX_IMAGE_AGE_YEARS, help="warn on older reference images")
     p.add_argument("--models", type=Path, default=None)
     p.add_argument("--detector", choices=("full", "short", "both"), default="both", help="must match the devices' detector setting")
@@ -142,16 +144,31 @@ def cmd_build(args: argparse.Namespace) -> int:
             expires = parse_utc(args.expires, "--expires")
         except CanonicalJsonError as exc:
             raise ConfigError(exc.message, exc.hint) from None
+    control_room = None
+    if args.control_room_pub is not None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+        from edge_agent.crypto.keyfiles import load_public_key
+
+        control_room = load_public_key(args.control_room_pub, X25519PublicKey)
+    elif args.references_out is not None:
+        raise ConfigError("--references-out needs --control-room-pub", "give the control room's X25519 public key to seal the images to")
+    references_out = args.references_out or Path(f"{args.out}.references.json")
+    if control_room is not None and references_out.exists():
+        raise ConfigError(f"{references_out} already exists", "choose another --references-out")
     core = _core(args.models, args.detector)
     total = sum(len(s.images) for s in subjects)
     with Progress(total, "embedding reference images") as bar:
         result = build_watchlist(
             deployment, subjects, args.images, recipients, load_authority_key(args.authority_key), core, now,
-            args.max_image_age_years, expires, on_image=bar.advance,
+            args.max_image_age_years, expires, on_image=bar.advance, control_room=control_room,
         )
     for w in result.warnings:
         print(f"warning [{w.code}] {w.subject_ref}: {w.message}", file=sys.stderr)
     atomic_write(args.out, result.package, 0o644)  # encrypted and signed; readable by whoever ships it
+    if result.references is not None:
+        atomic_write(references_out, result.references, 0o600)  # sealed, but for the control room only
+        print(f"{references_out}: reference images sealed to the control room (import with edge-agent control-room import-references)")
     size = len(result.package)
     print(
         f"{args.out}: {len(result.entries)} subjects, {result.template_count} templates, {size} bytes "

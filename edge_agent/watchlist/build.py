@@ -65,6 +65,9 @@ class BuildResult:
     package: bytes
     entries: list[WatchlistEntry]
     warnings: list[BuildWarning] = field(default_factory=list)
+    #: The kept reference images sealed to the control room (edge_agent.control_room.references);
+    #: None when no control-room key was given. Central only: never part of the package.
+    references: bytes | None = None
 
     @property
     def template_count(self) -> int:
@@ -175,6 +178,7 @@ def build_watchlist(
     max_image_age_years: float = DEFAULT_MAX_IMAGE_AGE_YEARS,
     expires: datetime | None = None,
     on_image: Callable[[], None] | None = None,
+    control_room: X25519PublicKey | None = None,
 ) -> BuildResult:
     """Embed each subject's images with ``core`` (a RecognitionCore) and pack the result."""
     from edge_agent.vision.enrolment import LOW_QUALITY, MULTIPLE_FACES, NO_FACE, enrol_image
@@ -198,6 +202,7 @@ def build_watchlist(
             "give existing image paths relative to --images",
         )
     warnings: list[BuildWarning] = []
+    reference_images: list[tuple[str, int, date, bytes]] = []
     if record.start - now > EARLY_BUILD:
         warnings.append(BuildWarning("early_build", "-", f"built {record.start - now} before the deployment starts (practice: at most 24 h)"))
     oldest_ok = now.date() - timedelta(days=round(365.25 * max_image_age_years))
@@ -222,6 +227,8 @@ def build_watchlist(
             if image_date < oldest_ok:
                 warnings.append(BuildWarning("old_image", row.subject_ref, f"{name}: taken {image_date}, older than {max_image_age_years} years"))
             kept.append(np.asarray(enrolment.template, np.float32))
+            if control_room is not None:  # the reviewer sees the images the templates came from
+                reference_images.append((row.subject_ref, len(kept) - 1, image_date, (Path(images_dir) / name).read_bytes()))
             kept_dates.append(image_date)
         if not kept:
             warnings.append(BuildWarning("subject_excluded", row.subject_ref, f"line {row.line}: no usable reference image; subject NOT on the watchlist"))
@@ -233,7 +240,13 @@ def build_watchlist(
     package = pack_watchlist(
         deployment, entries, np.stack(vectors), _identity(core), recipients, authority_key, now, expires
     )
-    return BuildResult(package, entries, warnings)
+    references = None
+    if control_room is not None:
+        from edge_agent.control_room.references import seal_references
+
+        kept_subjects = {e.subject_ref for e in entries}
+        references = seal_references(record.deployment_id, [r for r in reference_images if r[0] in kept_subjects], control_room)
+    return BuildResult(package, entries, warnings, references)
 
 
 def _identity(core: object) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The browser console (edge-agent control-room serve)."""
