@@ -91,7 +91,7 @@ class ReferenceBook:
             tx.run("DELETE FROM reference_images WHERE deployment_id=?", (deployment_id,))
             tx.many("INSERT INTO reference_images (deployment_id, subject_ref, idx, image_date, sealed) VALUES (?,?,?,?,?)",
                     [(deployment_id, i.subject_ref, i.idx, i.image_date, i.sealed) for i in items])
-        audit.append(REFERENCES_IMPORTED, {"deployment_id": deployment_id, "images": len(items),
+        audit.append(REFERENCES_IMPORTED, {"deployment_id": deployment_id, "image_count": len(items),
                                            "subjects": len({i.subject_ref for i in items})})
         return len(items)
 
