@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edge_agent.agent.config import AgentConfig
+from edge_agent.agent.config_change import record_config_change
 from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
 from edge_agent.agent.pacing import FramePacer, PacingPolicy
 from edge_agent.agent.pipeline import MatchingPipeline
@@ -65,6 +66,18 @@ class RunSummary:
     skipped_for_power: int = 0  # live frames not looked at while idle or hot (edge_agent/agent/pacing.py)
 
 
+def _state_dir(config: AgentConfig) -> Path:
+    """The state directory, created 0700 if absent; a file (or anything else) there is a ConfigError."""
+    state_dir = Path(config.device.state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise ConfigError(f"device.state_dir {state_dir} is a file, not a directory", "move the file away, or point device.state_dir at a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create device.state_dir {state_dir}: {exc.strerror}", "check the path and its permissions") from None
+    return state_dir
+
+
 def _device_keys(config: AgentConfig) -> DeviceKeys:
     return DeviceKeys(
         config.device.id,
@@ -93,8 +106,7 @@ def run_agent(
     started = time.monotonic()
     stop = stop or threading.Event()
     notifier = notifier or SystemdNotifier()
-    state_dir = Path(config.device.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir = _state_dir(config)
     keys = _device_keys(config)
     actor = f"device:{config.device.id}"
     audit = AuditLog.open(state_dir / "audit.log", keys.signing_key, actor)
@@ -103,6 +115,7 @@ def run_agent(
     spool: Spool | None = None
     try:
         now = clock()
+        record_config_change(config, state_dir, audit, now)
         pushed = Path(config.watchlist.package) if config.watchlist.package is not None else None
         pushed_present = pushed is not None and pushed.exists()
         stored = store.summary()

@@ -18,13 +18,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent.config import load_config
     from edge_agent.hardening import disable_core_dumps
 
-    hardened = disable_core_dumps()  # before any key, frame or watchlist is in memory
     config = load_config(args.config)
     logging.basicConfig(level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("edge_agent.hardening").info(hardened.describe())
     if args.check:
         print(f"{args.config}: valid (device {config.device.id}, profile {config.hardware.profile})")
         return 0
+    # The config holds no secret (keys are named by path); nothing sensitive is in memory yet.
+    logging.getLogger("edge_agent.hardening").info(disable_core_dumps().describe())
     from edge_agent.agent.runner import run_agent
 
     summary = run_agent(config)

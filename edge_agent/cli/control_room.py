@@ -238,13 +238,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from edge_agent.hardening import disable_core_dumps
     from edge_agent.identity.registry import DeviceRegistry
 
-    hardened = disable_core_dumps()  # before the crop key or any alert is in memory
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("edge_agent.hardening").info(hardened.describe())
     config = broker_config(args)
     retention = _retention(args.retention_days)
     max_age = timedelta(hours=args.max_age_hours)
     registry = DeviceRegistry.load(args.registry)
+    # Arguments and public material checked; no private key, crop or alert is in memory yet.
+    logging.getLogger("edge_agent.hardening").info(disable_core_dumps().describe())
     key = load_private_key(args.key, X25519PrivateKey)
     audit = open_audit(args, args.actor or f"control-room:{args.client_id}")
     store = open_store(args.db, create=True)

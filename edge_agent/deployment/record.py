@@ -319,6 +319,10 @@ class SignedDeployment:
             return cls.from_bytes(Path(path).read_bytes())
         except FileNotFoundError:
             raise ConfigError(f"deployment file {path} not found", "check the path") from None
+        except IsADirectoryError:
+            raise ConfigError(f"deployment file {path} is a directory, not a file", "name the signed deployment file itself") from None
+        except PermissionError:
+            raise ConfigError(f"deployment file {path} cannot be read (permission denied)", "fix its owner or mode") from None
 
     def save(self, path: Path) -> None:
         atomic_write(Path(path), self.to_bytes() + b"\n", 0o644)

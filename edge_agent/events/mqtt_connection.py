@@ -10,12 +10,12 @@ from __future__ import annotations
 import random
 import socket
 import ssl
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge_agent.config_reader import Table, read_section, read_toml, setting
 from edge_agent.errors import ConfigError
 
 
@@ -46,28 +46,27 @@ class BrokerConfig:
 
     @classmethod
     def from_toml(cls, path: Path) -> "BrokerConfig":
-        """A ``[broker]`` table: url, ca, cert, key (paths relative to the file), optional keepalive_s."""
+        """The ``[broker]`` table of a control-room config file (``BrokerFile``), read by the same
+        reader as the agent's config: unknown keys, a key file readable by others, a missing or
+        misplaced file are refused with the key path named."""
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found", "check the --config path") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the syntax") from None
+        doc, _ = read_toml(path, "config file", "check the --config path")
         section = doc.get("broker")
         if not isinstance(section, dict):
             raise ConfigError(f"config file {path} has no [broker] table", "add url, ca, cert and key under [broker]")
-        try:
-            base = path.parent
-            return cls.from_url(
-                str(section["url"]),
-                base / section["ca"],
-                base / section["cert"],
-                base / section["key"],
-                keepalive_s=int(section.get("keepalive_s", 30)),
-            )
-        except KeyError as exc:
-            raise ConfigError(f"config file {path} [broker] lacks {exc.args[0]!r}", "required: url, ca, cert, key") from None
+        broker = read_section(Table(path, "broker", section, path.parent, check_files=True), BrokerFile)
+        return cls.from_url(broker.url, broker.ca, broker.cert, broker.key, keepalive_s=broker.keepalive_s)
+
+
+@dataclass(frozen=True)
+class BrokerFile:
+    """The ``[broker]`` table a control-room listener is configured by (paths relative to the file)."""
+
+    url: str = setting("string", help="broker URL, mqtts://host:8883 (plain mqtt:// is refused)")
+    ca: Path = setting("path", help="broker CA certificate (PEM)")
+    cert: Path = setting("path", help="control-room client certificate (PEM)")
+    key: Path = setting("path", help="control-room client private key (PEM, 0600)", private=True)
+    keepalive_s: int = setting("integer", 30, "MQTT keepalive seconds", lo=5, hi=3600)
 
 
 def tls_context(config: BrokerConfig) -> ssl.SSLContext:

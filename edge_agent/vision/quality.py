@@ -4,11 +4,12 @@ before it may be matched, because poor probes are where false alerts come from."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
-from edge_agent.vision.detector import Detection
+if TYPE_CHECKING:  # the policy is read by the config parser, which must not load OpenCV or LiteRT
+    from edge_agent.vision.detector import Detection
 
 TOO_SMALL = "too_small"
 LOW_SCORE = "low_score"
@@ -38,6 +39,8 @@ class QualityVerdict:
 
 def blur_measure(aligned_rgb: np.ndarray) -> float:
     """Variance of the Laplacian: low on defocused or motion-blurred faces."""
+    import cv2  # here, not at module level: see the TYPE_CHECKING note above
+
     grey = cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 

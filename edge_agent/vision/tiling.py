@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_agent.errors import ConfigError
-from edge_agent.vision.detector import Detection
+
+if TYPE_CHECKING:  # TileGrid is parsed by the config, which must not load OpenCV or LiteRT
+    from edge_agent.vision.detector import Detection
 
 MAX_TILES_PER_SIDE = 4
 DEFAULT_OVERLAP = 0.25
@@ -106,6 +109,8 @@ def cut_by_inner_edge(box: tuple[float, float, float, float], region: Region, fr
 
 def to_frame(detection: Detection, region: Region) -> Detection:
     """A detection made in a tile, moved to frame coordinates."""
+    from edge_agent.vision.detector import Detection  # loaded by then: detections come from it
+
     x1, y1, x2, y2 = detection.box
     shift = np.array([region.x, region.y], dtype=detection.keypoints.dtype)
     box = (x1 + region.x, y1 + region.y, x2 + region.x, y2 + region.y)

@@ -234,19 +234,29 @@ def test_shipped_template_validates():
     assert cfg.mqtt is not None and cfg.mqtt.tls
 
 
+BROKER_TITLE = "## Control-room `[broker]` table"
+
+
 def _doc_keys(section_title: str | None = None) -> set[str]:
     text = DOC.read_text()
     if section_title:
         text = text.split(section_title, 1)[1]
     else:
         text = text.split("## Hardware profile files", 1)[0]
+    if section_title != BROKER_TITLE:
+        text = text.split(BROKER_TITLE, 1)[0]
+    text = text.split("## Changes", 1)[0]
     return set(re.findall(r"^\| `([a-z_.]+)` \|", text, flags=re.MULTILINE))
 
 
 def test_doc_lists_exactly_the_accepted_keys():
+    from edge_agent.config_reader import specs
+    from edge_agent.events.mqtt_connection import BrokerFile
+
     assert "**Format version: 1**" in DOC.read_text()
     assert _doc_keys() == documented_keys()
     assert _doc_keys("## Hardware profile files") == profile_keys()
+    assert _doc_keys(BROKER_TITLE) == {f"broker.{name}" for name, _ in specs(BrokerFile)}
 
 
 def test_doc_defaults_match_the_loader(device_dir):
@@ -278,3 +288,119 @@ def test_approver_public_keys_are_a_checked_list_of_paths(device_dir):
         load_config(write(device_dir, BASE + '\n[deployment]\napprover_public_keys = "keys/approver.pub"\n'))
     with pytest.raises(ConfigError, match="file does not exist"):
         load_config(write(device_dir, BASE + '\n[deployment]\napprover_public_keys = ["keys/absent.pub"]\n'))
+
+
+# --- issue 15.4: one declarative reader ---------------------------------------------------------
+def test_every_key_is_declared_on_its_field_with_help():
+    from edge_agent.agent.config import SECTIONS, HardwareProfile
+    from edge_agent.config_reader import specs
+
+    for cls in (*SECTIONS.values(), HardwareProfile):
+        declared = specs(cls)
+        assert declared, cls
+        for name, spec in declared:
+            assert spec.help, f"{cls.__name__}.{name} has no help"
+            if spec.kind in ("integer", "number"):
+                assert spec.lo is not None and spec.hi is not None, f"{cls.__name__}.{name} has no bounds"
+
+
+def test_config_parsing_imports_no_opencv_or_litert():
+    """A fresh interpreter: parsing the agent config (and the broker config) loads no OpenCV and no
+    LiteRT (start-up pays for every import on a Pi Zero). The control is a module that does need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import edge_agent.agent.config, edge_agent.events.mqtt_connection\n"
+        "from edge_agent.agent.config import load_config\n"
+        f"load_config({str(TEMPLATE)!r}, check_files=False)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('cv2', 'ai_edge_litert', 'tflite_runtime'))\n"
+        "print(','.join(heavy) or 'none')\n"
+        "import edge_agent.vision.detector\n"
+        "print('cv2' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    assert out == ["none", "True"], out
+
+
+@pytest.mark.parametrize(
+    "edit, message, hint",
+    [
+        (lambda d, t: t.replace('state_dir = "state"', 'state_dir = "not-a-dir"'), r"device\.state_dir = '.*/not-a-dir': is a file, not a directory", "move the file away"),
+        (lambda d, t: t + '\n[deployment]\nrecord = "incoming"\n', r"deployment\.record = '.*/incoming': is a directory, not a file", "the file itself"),
+        (lambda d, t: t + '\n[watchlist]\npackage = "incoming"\n', r"watchlist\.package = '.*/incoming': is a directory, not a file", "the file itself"),
+        (lambda d, t: t + '\n[spool]\npath = "incoming"\n', r"spool\.path = '.*/incoming': is a directory, not a file", "the file itself"),
+        (lambda d, t: t.replace('"keys/authority_ed25519.pub"', '"keys"'), r"device\.authority_public_key = '.*/keys': is a directory, not a file", "name the file itself"),
+    ],
+)
+def test_a_directory_where_a_file_belongs_and_the_reverse_are_named(device_dir, edit, message, hint):
+    """Issue 11: these were tracebacks at start-up; now the config names the key and what is there."""
+    (device_dir / "not-a-dir").write_text("a file")
+    (device_dir / "incoming").mkdir()
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write(device_dir, edit(device_dir, BASE)))
+    assert hint in info.value.hint
+
+
+def test_absent_pushed_files_are_fine_until_they_arrive(device_dir):
+    text = BASE + '\n[watchlist]\npackage = "incoming/w.eawl"\n[deployment]\nrecord = "incoming/d.json"\n'
+    cfg = load_config(write(device_dir, text.replace('state_dir = "state"', 'state_dir = "new-state"')))
+    assert cfg.watchlist.package == device_dir / "incoming" / "w.eawl" and cfg.device.state_dir == device_dir / "new-state"
+
+
+def test_config_path_that_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file .* is a directory, not a file") as info:
+        load_config(tmp_path)
+    assert "agent.toml" in info.value.hint
+
+
+def test_config_records_the_hash_of_the_bytes_it_parsed(device_dir):
+    import hashlib
+
+    path = write(device_dir, BASE)
+    cfg = load_config(path)
+    assert cfg.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ("mqtt.host", "'broker.example'") in cfg.values and ("capture.source", "'usb:0'") in cfg.values
+
+
+# --- the control room's [broker] table, read by the same reader ---------------------------------
+@pytest.fixture
+def broker_dir(tmp_path: Path) -> Path:
+    for name in ("ca.pem", "c.pem", "c.key"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "c.key").chmod(0o600)
+    return tmp_path
+
+
+BROKER = '[broker]\nurl = "mqtts://10.0.0.5:8884"\nca = "ca.pem"\ncert = "c.pem"\nkey = "c.key"\n'
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (BROKER + 'keepalive = 30\n', r"broker\.keepalive: unknown key \(allowed in \[broker\]: ca, cert, keepalive_s, key, url\)"),
+        (BROKER + 'password = "hunter2"\n', r"broker\.password: secrets are never accepted inline"),
+        (BROKER + 'keepalive_s = 0\n', r"broker\.keepalive_s = 0: must be an integer from 5 to 3600"),
+        (BROKER.replace('"c.key"', '"absent.key"'), r"broker\.key = '.*absent\.key': file does not exist"),
+    ],
+)
+def test_broker_table_is_read_as_strictly_as_the_agent_config(broker_dir, text, message):
+    from edge_agent.events.mqtt_connection import BrokerConfig
+
+    (broker_dir / "cr.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        BrokerConfig.from_toml(broker_dir / "cr.toml")
+
+
+def test_broker_key_must_be_owner_only(broker_dir):
+    from edge_agent.events.mqtt_connection import BrokerConfig
+
+    (broker_dir / "cr.toml").write_text(BROKER)
+    assert BrokerConfig.from_toml(broker_dir / "cr.toml").keepalive_s == 30
+    (broker_dir / "c.key").chmod(0o644)
+    with pytest.raises(ConfigError, match=r"broker\.key = .*private key file has mode 644") as info:
+        BrokerConfig.from_toml(broker_dir / "cr.toml")
+    assert info.value.hint == f"run: chmod 600 {broker_dir / 'c.key'}"
+    with pytest.raises(ConfigError, match="is a directory, not a file"):
+        BrokerConfig.from_toml(broker_dir)

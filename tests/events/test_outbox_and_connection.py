@@ -65,9 +65,11 @@ def test_broker_config_refuses_plain_mqtt_and_missing_files(tmp_path):
     assert (cfg.host, cfg.port) == ("broker", 8883)
     toml = tmp_path / "cr.toml"
     toml.write_text('[broker]\nurl = "mqtts://10.0.0.5:8884"\nca = "ca.pem"\ncert = "c.pem"\n')
-    with pytest.raises(ConfigError, match="lacks 'key'"):
+    with pytest.raises(ConfigError, match=r"cr\.toml: broker\.key: is required") as info:
         BrokerConfig.from_toml(toml)
+    assert info.value.hint == f"add key = ... under [broker] in {toml}"
     toml.write_text('[broker]\nurl = "mqtts://10.0.0.5:8884"\nca = "ca.pem"\ncert = "c.pem"\nkey = "c.key"\n')
+    (tmp_path / "c.key").chmod(0o600)
     assert BrokerConfig.from_toml(toml).port == 8884
     with pytest.raises(ConfigError, match="cannot load broker TLS files"):
         tls_context(cfg)  # the files are not PEM
