@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from edge_agent.errors import ImageError
+from edge_agent.vision.image_header import header_dimensions
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # ~8K x 6K: larger inputs are refused rather than exhausting a Pi's memory
@@ -32,41 +33,32 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
-    buffer = np.frombuffer(data, np.uint8)
+    """Decode bytes already in memory, after the header's dimensions pass the pixel limit."""
     _check_dimensions(data, name)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
-        raise ImageError(
-            f"{name} cannot be decoded: not an image, or corrupt or truncated",
-            "check the file opens in an image viewer; re-export it as JPEG or PNG",
-        )
+        raise _undecodable(name)
     return image
 
 
+def _undecodable(name: str) -> ImageError:
+    return ImageError(
+        f"{name} cannot be decoded: not an image, or corrupt or truncated",
+        "check the file opens in an image viewer; re-export it as JPEG or PNG",
+    )
+
+
 def _check_dimensions(data: bytes, name: str) -> None:
-    """Refuse decompression bombs from the header alone (OpenCV would try to allocate them)."""
-    dims = _header_dimensions(data)
-    if dims and dims[0] * dims[1] > MAX_PIXELS:
+    """Refuse decompression bombs from the header alone (OpenCV would allocate them first); a file
+    whose header cannot be measured is refused too, so no format escapes the check."""
+    dims = header_dimensions(data)
+    if dims is None:
+        raise _undecodable(name)
+    if dims[0] * dims[1] > MAX_PIXELS:
         raise ImageError(
             f"{name} is {dims[0]}x{dims[1]} pixels, over the {MAX_PIXELS} pixel limit",
             "downscale it before searching",
         )
-
-
-def _header_dimensions(data: bytes) -> tuple[int, int] | None:
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                return None
-            marker = data[i + 1]
-            length = int.from_bytes(data[i + 2 : i + 4], "big")
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
-            i += 2 + length
-    return None
 
 
 def is_image_file(path: Path) -> bool:
