@@ -37,4 +37,8 @@ class Embedder:
         return l2_normalise(vector)
 
     def _raw(self, aligned_rgb: np.ndarray) -> np.ndarray:
-        return self.model.run(cv2.LUT(np.ascontiguousarray(aligned_rgb), self._lut)[None])[0].reshape(-1)
+        pixels = cv2.LUT(np.ascontiguousarray(aligned_rgb), self._lut)
+        try:
+            return self.model.run(pixels[None])[0].reshape(-1)
+        finally:
+            pixels.fill(0)  # the face in the model's input encoding: not left for the allocator to hand out

@@ -112,3 +112,68 @@ def test_the_trace_search_finds_a_planted_template(tmp_path, fixtures_dir):
     assert find_traces(_files(tmp_path), needles)
     printed = {"log": f"template {face.embedding}".encode()}
     assert find_traces(printed, needles)
+
+
+def _site_pipeline(tmp_path, fixtures_dir):
+    """A real provisioned site: its sealed watchlist (Biden) loaded the way the agent loads it, and a
+    pipeline over the core the agent would build."""
+    from datetime import datetime, timezone
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edge_agent.agent.pipeline import MatchingPipeline
+    from edge_agent.agent.runner import _device_keys
+    from edge_agent.crypto.keyfiles import load_public_key
+    from edge_agent.watchlist.loader import load_watchlist
+
+    site = provision_site(tmp_path / "site", fixtures_dir / "faces", watchlist=WATCHLIST, file_mode="every_frame")
+    config = load_config(site.config_path)
+    core = RecognitionCore.load(detector=config.detector.model)
+    now = datetime.now(timezone.utc)
+    watchlist = load_watchlist(config.watchlist.package, _device_keys(config), load_public_key(config.device.authority_public_key, Ed25519PublicKey), core.identity, now)
+    alerts = []
+    pipeline = MatchingPipeline(core, watchlist, site.record.alert_threshold, lambda *a: alerts.append(a), lambda: now)
+    return core, pipeline, alerts
+
+
+def _tensors(model) -> list[np.ndarray]:
+    interp = model._interp
+    return [interp.get_tensor(spec.index) for spec in model.inputs + model.outputs]
+
+
+def test_the_runtime_holds_no_face_or_template_after_a_non_match(tmp_path, fixtures_dir):
+    """Issue 10.5: after a non-matching face, the embedder's input tensor (the 112x112 face) and
+    output tensor (its template), and the detector's input (the frame), are zero."""
+    from datetime import datetime, timezone
+
+    from edge_agent.capture.frame import Frame
+
+    core, pipeline, alerts = _site_pipeline(tmp_path, fixtures_dir)
+    image = read_image(fixtures_dir / "faces" / "astronaut_collins.jpg")
+    assert pipeline.process(Frame(image, datetime.now(timezone.utc), 0)) == 0
+    pipeline.finish()
+    assert pipeline.counters.faces_searched >= 1 and alerts == []
+    for model in [core.embedder.model] + [d.model for d in core.detectors]:
+        for tensor in _tensors(model):
+            assert not np.any(tensor), f"{model.path.name} still holds data in a {tensor.shape} tensor"
+
+
+def test_the_tensor_check_sees_a_template_left_in_the_interpreter(fixtures_dir):
+    """Positive control: invoking the interpreter without the wrapper's clearing leaves the face and
+    its template inside it, and the check above would see them (cosine 1.0 to the real template)."""
+    import cv2
+
+    from edge_agent.vision.runtime import dequantize
+
+    core = RecognitionCore.load(detector="full")
+    image = read_image(fixtures_dir / "faces" / "astronaut_collins.jpg")
+    face = core.faces(image, keep_aligned=True)[0]
+    model = core.embedder.model
+    interp = model._interp
+    interp.set_tensor(model.inputs[0].index, cv2.LUT(face.aligned, core.embedder._lut)[None])
+    interp.invoke()
+    left = dequantize(interp.get_tensor(model.outputs[0].index), model.outputs[0]).reshape(-1)
+    assert any(np.any(t) for t in _tensors(model))
+    assert float(left @ face.embedding / np.linalg.norm(left)) > 0.9999
+    model.clear()
+    assert not any(np.any(t) for t in _tensors(model))
