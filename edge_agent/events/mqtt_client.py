@@ -9,6 +9,11 @@ the row stays and is re-sent with backoff until a subscriber exists. Whatever wa
 reconnect (the listener drops the duplicates by event id). Reconnects back off exponentially
 with jitter.
 
+A clean stop (SIGTERM, end of a replay) drains: ``stop()`` keeps the connection (reconnecting if
+needed) until every spooled alert has been acknowledged or ``drain_s`` has passed, and only then
+says offline, so an alert raised just before the stop does not wait on the device for the next
+start (issue 11).
+
 Also published: a retained ``status`` ("online" on connect, "offline" on clean stop and as the
 last will, so a crashed agent reads offline) and periodic ``telemetry`` (counters only — never
 biometrics), which doubles as the heartbeat.
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STATUS_SCHEMA = "lfr.status/1"
 NO_MATCHING_SUBSCRIBERS = 0x10
+DRAIN_S = 10.0  # how long a clean stop waits for the spool to drain (systemd allows 30 s)
 TELEMETRY_SCHEMA = "lfr.telemetry/1"
 
 
@@ -98,6 +104,7 @@ class AlertPublisher:
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._ssl = tls_context(config)
         self._stop = threading.Event()
+        self._drain_deadline = 0.0  # monotonic time after which a stopping worker gives up draining
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -129,11 +136,15 @@ class AlertPublisher:
         """Tell the worker a new event is in the spool (it also polls)."""
         self._wake.set()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, drain_s: float = DRAIN_S) -> bool:
+        """Send what the spool still holds, wait for the broker's acknowledgements for at most
+        ``drain_s`` seconds, then say offline and disconnect. True if the spool was drained."""
+        self._drain_deadline = time.monotonic() + max(0.0, drain_s)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(drain_s + 5.0)
+        return self.spool.stats().depth == 0
 
     def __enter__(self) -> "AlertPublisher":
         return self.start()
@@ -161,8 +172,17 @@ class AlertPublisher:
         client.on_publish = self._on_publish
         return client
 
+    def _finished(self) -> bool:
+        """Stopping, and either drained or out of time (the spool keeps the rest for the next start)."""
+        if not self._stop.is_set():
+            return False
+        return time.monotonic() >= self._drain_deadline or self.spool.stats().depth == 0
+
+    def _drained(self) -> bool:
+        return not self._inflight and not self.spool.pending(after_seq=self._last_submitted, limit=1) and not self._retry
+
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._finished():
             client = self._new_client()
             self._inflight.clear()
             self._retry.clear()  # everything still queued is re-sent on the next connection anyway
@@ -183,10 +203,14 @@ class AlertPublisher:
                     pass
                 with self._lock:
                     self._connected = False
-            if not self._stop.is_set():
+            if not self._finished():
                 delay = self._backoff.next_delay()
-                log.info("reconnecting to broker in %.2fs", delay)
-                self._stop.wait(delay)
+                if self._stop.is_set():
+                    delay = min(delay, max(0.0, self._drain_deadline - time.monotonic()))
+                    time.sleep(delay)
+                else:
+                    log.info("reconnecting to broker in %.2fs", delay)
+                    self._stop.wait(delay)
 
     def _serve(self, client: mqtt.Client) -> None:
         next_telemetry = 0.0
@@ -198,10 +222,10 @@ class AlertPublisher:
                 self._note_error(f"connection to broker lost ({mqtt.error_string(rc)})")
                 return
             if not self._session_ok:
-                if self._stop.is_set():
+                if self._stop.is_set() and time.monotonic() >= self._drain_deadline:
                     return
                 continue
-            if self._stop.is_set():
+            if self._stop.is_set() and (time.monotonic() >= self._drain_deadline or self._drained()):
                 self._say_offline(client)
                 return
             now = time.monotonic()

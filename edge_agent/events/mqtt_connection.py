@@ -83,10 +83,19 @@ def tls_context(config: BrokerConfig) -> ssl.SSLContext:
     return ctx
 
 
-class Backoff:
-    """Exponential backoff with jitter: delay ~ U(c/2, c), c = min(cap, base * 2^attempt), so a fleet does not reconnect in lockstep."""
+RECONNECT_CAP_S = 5.0
 
-    def __init__(self, base_s: float = 0.25, cap_s: float = 30.0, rng: random.Random | None = None) -> None:
+
+class Backoff:
+    """Exponential backoff with jitter: delay ~ U(c/2, c), c = min(cap, base * 2^attempt).
+
+    The cap bounds how long a device stays away after the broker is back: at most ``cap_s``
+    however long the outage was (a 30 s cap cost up to 30 s more after a 30 s outage, issue 11).
+    The jitter spreads a fleet that lost the broker at the same moment over [cap/2, cap] per
+    attempt, so its reconnections arrive spread over seconds, not in one burst of TLS handshakes.
+    """
+
+    def __init__(self, base_s: float = 0.25, cap_s: float = RECONNECT_CAP_S, rng: random.Random | None = None) -> None:
         self.base_s = base_s
         self.cap_s = cap_s
         self.attempt = 0

@@ -416,3 +416,32 @@ def test_a_message_the_store_could_not_commit_is_not_acknowledged_and_comes_back
     assert store.failures == 0 and "disk full" in listener.last_error
     assert [a.event_id for a in store.alerts()] == [event.event_id]
     store.close()
+
+
+def test_clean_stop_drains_the_outbox_before_saying_offline(mosquitto, messaging_env, control_room, tmp_path):
+    """Issue 11: a SIGTERM or the end of a replay right after alerts were raised must not leave them
+    on the device until the next start: stop() sends them and waits for the broker's PUBACKs."""
+    with Spool(tmp_path / "spool.db") as spool:
+        publisher = AlertPublisher(mosquitto.broker_config("cam-01"), "cam-01", spool, backoff=Backoff(0.05, 0.5)).start()
+        wait_for(lambda: publisher.state().connected, what="the publisher connected")
+        outbox = make_outbox(messaging_env, "cam-01", spool, None)  # no wake-up: the stop alone must send them
+        events = [outbox.raise_alert(decision(), b"\xff\xd8crop\xff\xd9", datetime.now(timezone.utc)) for _ in range(30)]
+        started = time.monotonic()
+        assert publisher.stop(drain_s=10.0) is True
+        took = time.monotonic() - started
+        assert spool.stats().depth == 0
+    assert took < 10.0
+    wait_for(lambda: len(control_room.accepted()) == 30, what="all 30 alerts at the control room")
+    assert {v.event_id for v in control_room.accepted()} == {e.event_id for e in events}
+
+
+def test_clean_stop_gives_up_after_its_bound_when_the_broker_is_gone(messaging_env, tmp_path):
+    """The drain is bounded: with no broker the stop returns after drain_s and the spool keeps the alert."""
+    broker = MosquittoBroker(messaging_env, tmp_path / "gone")  # configured, never started
+    with Spool(tmp_path / "spool.db") as spool:
+        publisher = AlertPublisher(broker.broker_config("cam-01"), "cam-01", spool, backoff=Backoff(0.05, 0.2)).start()
+        make_outbox(messaging_env, "cam-01", spool, None).raise_alert(decision(), b"\xff\xd8crop\xff\xd9", datetime.now(timezone.utc))
+        started = time.monotonic()
+        assert publisher.stop(drain_s=1.0) is False
+        assert 0.9 <= time.monotonic() - started < 4.0
+        assert spool.stats().depth == 1

@@ -81,3 +81,38 @@ def test_tls_context_pins_the_ca_and_requires_tls12(messaging_env):
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert len(ctx.get_ca_certs()) == 1  # only the configured CA, no system store
+
+
+def test_reconnect_after_a_long_outage_is_prompt():
+    """Issue 11: with a 30 s cap a device came back up to 30 s after the broker did. However long
+    the outage, the next attempt after the broker returns is at most RECONNECT_CAP_S away."""
+    from edge_agent.events.mqtt_connection import RECONNECT_CAP_S
+
+    assert RECONNECT_CAP_S <= 5.0
+    for outage_s in (30.0, 300.0, 3600.0):
+        backoff = Backoff(rng=random.Random(7))
+        waited = 0.0
+        while waited < outage_s:  # attempts fail while the broker is down
+            waited += backoff.next_delay()
+        assert backoff.next_delay() <= RECONNECT_CAP_S
+
+
+def test_a_fleet_does_not_reconnect_in_one_burst():
+    """1000 devices that lost the broker together come back spread out: no 100 ms slot holds more
+    than 5 % of them (jitter), and all are back within the cap."""
+    from edge_agent.events.mqtt_connection import RECONNECT_CAP_S
+
+    rng = random.Random(3)
+    broker_back_at = 60.0
+    returns = []
+    for _ in range(1000):
+        backoff = Backoff(rng=random.Random(rng.random()))
+        t = 0.0
+        while t < broker_back_at:
+            t += backoff.next_delay()
+        returns.append(t - broker_back_at)
+    assert max(returns) <= RECONNECT_CAP_S
+    slots = [0] * (int(RECONNECT_CAP_S * 10) + 1)
+    for r in returns:
+        slots[int(r * 10)] += 1
+    assert max(slots) <= 50
