@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -228,6 +229,17 @@ def open_store(location: str, create: bool = False):
     return AlertStore(location)
 
 
+@contextmanager
+def audited_store(args: argparse.Namespace, create: bool = False):
+    """(store, audit log) for one command: the audit log opens first, so nothing runs unaudited."""
+    audit = open_audit(args)
+    try:
+        with open_store(args.db, create=create) as store:
+            yield store, audit
+    finally:
+        audit.close()
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -314,16 +326,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from edge_agent.control_room.auditing import ALERT_VIEWED
 
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            alert = store.alert(args.event_id)
-            audit.append(ALERT_VIEWED, {"event_id": alert.event_id, "status": alert.status, "via": "cli"})
-            item = alert.as_dict()
-            item["adjudications"] = store.adjudications(alert.event_id)
-            item["hold_history"] = store.hold_history(alert.event_id)
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        alert = store.alert(args.event_id)
+        audit.append(ALERT_VIEWED, {"event_id": alert.event_id, "status": alert.status, "via": "cli"})
+        item = alert.as_dict()
+        item["adjudications"] = store.adjudications(alert.event_id)
+        item["hold_history"] = store.hold_history(alert.event_id)
     print(json.dumps(item, indent=2, sort_keys=True))
     return 0
 
@@ -346,12 +354,8 @@ def cmd_adjudicate(args: argparse.Namespace) -> int:
 
     engaged = None if args.engaged is None else args.engaged == "yes"
     adjudication = Adjudication(args.event_id, args.decision, args.reviewer, args.reason, engaged, _utc_now())
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            adjudicate(store, adjudication, audit)
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        adjudicate(store, adjudication, audit)
     print(f"alert {args.event_id}: {args.decision} by {args.reviewer}")
     return 0
 
@@ -359,12 +363,8 @@ def cmd_adjudicate(args: argparse.Namespace) -> int:
 def cmd_hold(args: argparse.Namespace) -> int:
     from edge_agent.control_room.adjudication import place_hold
 
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            place_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        place_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
     print(f"alert {args.event_id}: legal hold recorded")
     return 0
 
@@ -372,12 +372,8 @@ def cmd_hold(args: argparse.Namespace) -> int:
 def cmd_release_hold(args: argparse.Namespace) -> int:
     from edge_agent.control_room.adjudication import release_hold
 
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            release_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        release_hold(store, args.event_id, args.reason, args.by or getpass.getuser(), _utc_now(), audit)
     print(f"alert {args.event_id}: legal hold released")
     return 0
 
@@ -389,12 +385,8 @@ def cmd_crop(args: argparse.Namespace) -> int:
     from edge_agent.crypto.keyfiles import load_private_key
 
     key = load_private_key(args.key, X25519PrivateKey)
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            digest = export_crop(store, args.event_id, key, args.out, audit)
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        digest = export_crop(store, args.event_id, key, args.out, audit)
     print(f"wrote {args.out} (sha256 {digest}, mode 0600); export audited")
     return 0
 
@@ -403,24 +395,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from edge_agent.control_room.adjudication import apply_retention
 
     retention = _retention(args.retention_days)
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            result = apply_retention(store, _utc_now(), retention, audit)
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        result = apply_retention(store, _utc_now(), retention, audit)
     print(f"deleted {len(result.deleted)} alert(s) past {args.retention_days:g} days; "
           f"replay memory kept back to {result.replay_horizon} ({result.forgotten} older entries forgotten)")
     return 0
 
 
 def cmd_import_deployments(args: argparse.Namespace) -> int:
-    audit = open_audit(args)
-    try:
-        with open_store(args.db, create=True) as store:
-            results = _deployment_book(store, args.authority_pub).import_paths(args.paths, _utc_now(), _actor(args), audit)
-    finally:
-        audit.close()
+    with audited_store(args, create=True) as (store, audit):
+        results = _deployment_book(store, args.authority_pub).import_paths(args.paths, _utc_now(), _actor(args), audit)
     for record, new in results:
         state = "imported" if new else "already held"
         print(f"deployment {record.deployment_id}: {state} ({record.mode}, {record.start.isoformat()} to {record.end.isoformat()}, "
@@ -435,12 +419,8 @@ def cmd_import_references(args: argparse.Namespace) -> int:
     from edge_agent.crypto.keyfiles import load_private_key
 
     key = load_private_key(args.key, X25519PrivateKey)
-    audit = open_audit(args)
-    try:
-        with open_store(args.db, create=True) as store:
-            count = ReferenceBook(store.db).import_file(args.file, key, audit)
-    finally:
-        audit.close()
+    with audited_store(args, create=True) as (store, audit):
+        count = ReferenceBook(store.db).import_file(args.file, key, audit)
     print(f"imported {count} reference image(s), still sealed to the control room")
     return 0
 
@@ -459,13 +439,9 @@ def cmd_accounts_add(args: argparse.Namespace) -> int:
     from edge_agent.control_room.auditing import ACCOUNT_CHANGED
 
     password = _read_password()
-    audit = open_audit(args)
-    try:
-        with open_store(args.db, create=True) as store:
-            account = AccountBook(store.db).create(args.username, args.role, password, _actor(args), _utc_now())
-            audit.append(ACCOUNT_CHANGED, {"username": account.username, "action": "create", "role": account.role})
-    finally:
-        audit.close()
+    with audited_store(args, create=True) as (store, audit):
+        account = AccountBook(store.db).create(args.username, args.role, password, _actor(args), _utc_now())
+        audit.append(ACCOUNT_CHANGED, {"username": account.username, "action": "create", "role": account.role})
     print(f"account {account.username} ({account.role}) created")
     return 0
 
@@ -486,13 +462,9 @@ def cmd_accounts_disable(args: argparse.Namespace) -> int:
     from edge_agent.control_room.accounts import AccountBook
     from edge_agent.control_room.auditing import ACCOUNT_CHANGED
 
-    audit = open_audit(args)
-    try:
-        with open_store(args.db) as store:
-            AccountBook(store.db).set_disabled(args.username, args.disable)
-            audit.append(ACCOUNT_CHANGED, {"username": args.username, "action": "disable" if args.disable else "enable"})
-    finally:
-        audit.close()
+    with audited_store(args) as (store, audit):
+        AccountBook(store.db).set_disabled(args.username, args.disable)
+        audit.append(ACCOUNT_CHANGED, {"username": args.username, "action": "disable" if args.disable else "enable"})
     print(f"account {args.username} {'disabled' if args.disable else 'enabled'}")
     return 0
 

@@ -151,3 +151,53 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "no broker configured" in capsys.readouterr().err
     assert main([*listen, "--broker", "mqtt://x:1883", "--ca", "a", "--tls-cert", "b", "--tls-key", "c"]) == 2
     assert "mqtts" in capsys.readouterr().err
+
+
+def test_accounts_and_serve_from_the_command_line(messaging_env, tmp_path):
+    """The console as an operator starts it: an account made on the command line logs in over HTTP."""
+    import re
+    import time
+    import urllib.request
+
+    from edge_agent.fleet.local_broker import free_port
+
+    db, log = tmp_path / "alerts.db", tmp_path / "audit.log"
+    add = subprocess.run([sys.executable, "-m", "edge_agent.cli.main", "control-room", "accounts", "add", "suki", "--role", "supervisor",
+                          "--db", str(db), "--audit-log", str(log)], input="short\n", capture_output=True, text=True)
+    assert add.returncode == 2 and "12" in add.stderr  # too short a password
+    add = subprocess.run([sys.executable, "-m", "edge_agent.cli.main", "control-room", "accounts", "add", "suki", "--role", "supervisor",
+                          "--db", str(db), "--audit-log", str(log)], input="a long supervisor passphrase\n", capture_output=True, text=True)
+    assert add.returncode == 0, add.stderr
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "edge_agent.cli.main", "control-room", "serve", "--db", str(db), "--audit-log", str(log),
+                              "--key", str(messaging_env.control_room_key), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2)
+                break
+            except OSError:
+                assert serve.poll() is None and time.monotonic() < deadline, serve.stderr.read() if serve.poll() is not None else "timeout"
+                time.sleep(0.2)
+        html = page.read().decode()
+        assert page.status == 200 and "Log in" in html and "content-security-policy" in {k.lower() for k in page.headers}
+        token = re.search(r'name="login_token" value="([^"]+)"', html).group(1)
+        cookie = page.headers["set-cookie"].split(";")[0]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/login", method="POST", headers={"Cookie": cookie},
+                                         data=f"login_token={token}&username=suki&password=a+long+supervisor+passphrase".encode())
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *a, **k):
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(request, timeout=10)
+            pytest.fail("expected a redirect")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 303 and exc.headers["location"] == "/queue" and "ea_session=" in exc.headers["set-cookie"]
+    finally:
+        serve.terminate()
+        serve.wait(10)
+    kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
+    assert kinds[:2] == ["account_changed", "login_succeeded"]
