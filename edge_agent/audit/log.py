@@ -189,6 +189,11 @@ class AuditLog:
                 self._write_checkpoint(record, moment)
         return record
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record; (-1, 64 zeros) while the log is empty. Alerts carry it."""
+        with self._locked():
+            return self._tail()
+
     def checkpoint(self, now: datetime | None = None) -> AuditRecord | None:
         """Sign the current head now (e.g. at shutdown); None if there is no key or nothing to sign."""
         if self._signing_key is None:

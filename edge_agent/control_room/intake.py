@@ -27,7 +27,7 @@ from edge_agent.control_room.deployments import DeploymentBook
 from edge_agent.control_room.store import AlertStore, DuplicateAlert, Rejection, StoreError, event_epoch
 from edge_agent.errors import EdgeAgentError, SecurityError
 from edge_agent.events.crop import open_crop
-from edge_agent.events.schema import AlertEvent, EventFormatError, format_time, parse_payload
+from edge_agent.events.schema import AlertEvent, EventFormatError, NonCanonicalPayload, format_time, parse_payload
 from edge_agent.events.signing import verify_event
 from edge_agent.events.topics import parse_topic
 from edge_agent.identifiers import MAX_RETENTION
@@ -95,6 +95,8 @@ class AlertIntake:
             claimed = parsed[0]
             try:
                 data = parse_payload(payload)
+            except NonCanonicalPayload as exc:
+                raise _Reject("non_canonical", exc.message) from None
             except EventFormatError as exc:
                 raise _Reject("malformed_payload", exc.message) from None
             if isinstance(data, dict):

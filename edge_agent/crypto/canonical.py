@@ -1,10 +1,13 @@
-"""One canonical JSON encoding for everything that is signed or hashed.
+"""Canonical JSON for everything that is signed or hashed.
 
-Signatures cover bytes, not objects, so signer and verifier must agree on a single encoding:
-sorted keys, no insignificant whitespace, UTF-8 (non-ASCII kept as is), floats written with
-Python's shortest round-trip ``repr``, no NaN/Infinity. Anything that is not plain JSON data
-(bytes, numpy arrays and scalars, sets, non-string keys) is refused rather than coerced, so two
-parties can never sign "the same" object as different bytes.
+Signatures cover bytes, not objects, so signer and verifier must agree on a single encoding.
+Every NEW format version uses :func:`jcs`, RFC 8785 (JSON Canonicalization Scheme): keys sorted
+by UTF-16 code units, no insignificant whitespace, UTF-8, numbers as ECMAScript writes them,
+integers within +-(2^53-1). A JavaScript, Go or Java verifier reproduces it with a stock library.
+:func:`canonical_json` (sorted keys, Python's shortest ``repr`` for floats) is the older encoding,
+kept only to write and verify the format versions that were defined with it.
+Anything that is not plain JSON data (bytes, numpy arrays and scalars, sets, non-string keys) is
+refused rather than coerced, so two parties can never sign "the same" object as different bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+import rfc8785
+
 from edge_agent.errors import EdgeAgentError
+
+MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 / I-JSON: integers beyond this are not exact in every reader
 
 
 class CanonicalJsonError(EdgeAgentError):
@@ -25,6 +32,18 @@ def canonical_json(obj: Any) -> bytes:
     """Encode ``obj`` (dict/list/str/int/float/bool/None only) as canonical UTF-8 JSON bytes."""
     _check(obj, "$")
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def jcs(obj: Any) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of ``obj`` (dict/list/str/int/float/bool/None only).
+
+    Uses the ``rfc8785`` package (Trail of Bits): ECMAScript number formatting is subtle enough
+    that a well-tested implementation beats ours; tests/interop checks it against an independent one."""
+    _check(obj, "$")
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
+        raise CanonicalJsonError(f"value cannot be encoded by RFC 8785: {exc}", "use integers within +-(2^53-1) and finite numbers") from None
 
 
 def _check(value: Any, where: str) -> None:

@@ -27,9 +27,9 @@ ADJUDICATION_V1 = b"edge-agent adjudication v1\x00"
 #: lfr.alert/1 signed the canonical JSON with no domain at all; kept only to verify old events.
 ALERT_V1_UNDOMAINED = b""
 
-#: Domains new signatures may be made under (lfr.alert/1 until the agent writes lfr.alert/2).
+#: Domains new signatures may be made under.
 SIGNING_DOMAINS: frozenset[bytes] = frozenset(
-    {AUDIT_CHECKPOINT_V1, DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, WATCHLIST_V1, ALERT_V2, RECEIPT_V1, ADJUDICATION_V1, ALERT_V1_UNDOMAINED}
+    {AUDIT_CHECKPOINT_V1, DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, WATCHLIST_V1, ALERT_V2, RECEIPT_V1, ADJUDICATION_V1}
 )
 #: Domains signatures are verified under (legacy formats are read, never written).
 VERIFYING_DOMAINS: frozenset[bytes] = SIGNING_DOMAINS | {ALERT_V1_UNDOMAINED}

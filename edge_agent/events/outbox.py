@@ -11,13 +11,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from edge_agent.events.builder import EventBuilder, MatchDecision
-from edge_agent.events.schema import AlertEvent
+from edge_agent.events.schema import GENESIS_HASH, AlertEvent, AuditHead
 from edge_agent.events.signing import encode_event
 from edge_agent.events.spool import Spool, SpoolDrop
 
 
 class AuditSink(Protocol):
     def append(self, kind: str, details: dict[str, Any]) -> Any: ...
+
+    def head(self) -> tuple[int, str]: ...
 
 
 def audit_spool_drop(audit: AuditSink) -> Callable[[SpoolDrop], None]:
@@ -40,7 +42,7 @@ class AlertOutbox:
         built: list[AlertEvent] = []
 
         def make(seq: int) -> tuple[str, bytes]:
-            event = self.builder.build(decision, crop_jpeg, captured_at, seq)
+            event = self.builder.build(decision, crop_jpeg, captured_at, seq, spool_epoch=self.spool.epoch, audit_head=self._audit_head())
             built.append(event)
             return event.event_id, encode_event(event)
 
@@ -65,3 +67,10 @@ class AlertOutbox:
         if self._notify is not None:
             self._notify()
         return event
+
+    def _audit_head(self) -> AuditHead:
+        """The audit chain's head as the alert is committed (an empty chain without a log)."""
+        if self._audit is None:
+            return AuditHead(-1, GENESIS_HASH)
+        seq, digest = self._audit.head()
+        return AuditHead(seq, digest)

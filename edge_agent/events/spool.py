@@ -5,6 +5,10 @@ is deleted only when the broker acknowledges it (PUBACK). The per-device sequenc
 in the same database and is advanced in the same transaction that stores the event, so a crash
 can neither lose an accepted event nor reuse a sequence number.
 
+Each spool database draws a random 128-bit epoch when it is created and keeps it for its life;
+alerts carry it (``spool_epoch``), so if the spool is lost and recreated, its restarted sequence
+numbers are told apart from replays (issue 10.10).
+
 The queue is bounded by total bytes and by age. When full, the *oldest* undelivered events are
 dropped to make room (a fresh alert is the actionable one); events older than the retention
 period are purged. Every drop is counted in the database and reported to ``on_drop`` (the
@@ -13,6 +17,7 @@ caller audits it) — never silent.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -101,6 +106,9 @@ class Spool:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SPOOL_SCHEMA_VERSION,))
             for key in ("last_seq", "dropped_size_limit", "dropped_retention"):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
+            # Stored as a 16-byte BLOB: a hex text in an INTEGER-affinity column could be coerced to a number.
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (os.urandom(16),))
+            epoch = self._db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
             version = self._meta("schema_version")
             # Deletions after PUBACK go through a second connection without fsync: losing one in a
             # power cut only means the alert is sent again (the listener drops the duplicate),
@@ -109,6 +117,9 @@ class Spool:
             self._ack_db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
             raise SpoolError(f"spool database {self.path} cannot be opened: {exc}", "check the disk and file permissions; do not delete it (it holds undelivered alerts)") from None
+        if not isinstance(epoch, bytes) or len(epoch) != 16:
+            raise SpoolError(f"spool {self.path} has a damaged epoch", "keep the file for its undelivered alerts; move it aside to start a new spool")
+        self.epoch = epoch.hex()  # lfr.alert/2 spool_epoch
         if version != SPOOL_SCHEMA_VERSION:
             raise SpoolError(f"spool {self.path} has schema version {version}", f"this agent reads version {SPOOL_SCHEMA_VERSION}")
 

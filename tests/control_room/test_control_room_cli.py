@@ -19,10 +19,11 @@ from control_room_helpers import make_deployment
 from core_dump_helpers import allow_core_dumps, core_limit
 from edge_agent.cli.main import main
 from edge_agent.control_room.store import QUEUE_FIELDS
+from edge_agent.crypto.canonical import jcs
 from edge_agent.crypto.keyfiles import load_private_key, write_public_key
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
 from edge_agent.events.mqtt_connection import tls_context
-from edge_agent.events.schema import Candidate
+from edge_agent.events.schema import AuditHead, Candidate
 from edge_agent.events.signing import encode_event
 
 pytestmark = pytest.mark.broker
@@ -66,10 +67,10 @@ def test_listen_then_review_from_the_command_line(mosquitto, messaging_env, tmp_
     try:
         key = load_private_key(messaging_env.devices["cam-01"] / "device_ed25519.key", Ed25519PrivateKey)
         cr = load_private_key(messaging_env.control_room_key, X25519PrivateKey)
-        builder = EventBuilder(DeviceContext("cam-01", "dep-cli", "wl-1", {"detector_sha256": "d", "aligner": "a", "embedder_sha256": "e"}), key, cr.public_key())
+        builder = EventBuilder(DeviceContext("cam-01", "dep-cli", "wl-1", {"detector_sha256": "d", "aligner": "a", "embedder_sha256": "e", "precision": "int8"}), key, cr.public_key())
         decision = MatchDecision("subj-9", "missing_vulnerable", 0.77, 0.64, (Candidate("subj-9", 0.77),), (5, 5, 50, 60))
-        good = builder.build(decision, JPEG, datetime.now(timezone.utc), 1)
-        forged = json.loads(encode_event(builder.build(decision, JPEG, datetime.now(timezone.utc), 2)))
+        good = builder.build(decision, JPEG, datetime.now(timezone.utc), 1, spool_epoch="c1" * 16, audit_head=AuditHead(-1, "0" * 64))
+        forged = json.loads(encode_event(builder.build(decision, JPEG, datetime.now(timezone.utc), 2, spool_epoch="c1" * 16, audit_head=AuditHead(-1, "0" * 64))))
         forged["subject_ref"] = forged["candidates"][0]["subject_ref"] = "subj-0"
         startup_lines = []
         for line in listen.stderr:  # wait until the subscription is granted
@@ -80,7 +81,7 @@ def test_listen_then_review_from_the_command_line(mosquitto, messaging_env, tmp_
             pytest.fail("listener exited before subscribing")
         assert core_limit(listen.pid) == ("0", "0"), "issue 10.4: the control room disables core dumps at start-up"
         assert any("core dumps disabled (RLIMIT_CORE 0/0, dumpable 0)" in line for line in startup_lines)
-        _publish(mosquitto, "cam-01", [encode_event(good), json.dumps(forged).encode()])
+        _publish(mosquitto, "cam-01", [encode_event(good), jcs(forged)])  # canonical, so the signature check is what refuses it
         out, err = listen.communicate(timeout=20)
     finally:
         if listen.poll() is None:

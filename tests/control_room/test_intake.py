@@ -17,13 +17,16 @@ from edge_agent.control_room.deployments import DeploymentBook
 from edge_agent.control_room.intake import AlertIntake
 from edge_agent.control_room.store import AlertStore, StoreError
 from edge_agent.errors import ConfigError
+from edge_agent.crypto.canonical import jcs
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
-from edge_agent.events.schema import Candidate
+from edge_agent.events.schema import AuditHead, Candidate
 from edge_agent.events.signing import encode_event, sign_event
 from edge_agent.identity.registry import DeviceRegistry
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
-MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt", "embedder_sha256": "e" * 64}
+EPOCH = "5e" * 16
+HEAD = AuditHead(41, "ab" * 32)
+MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt", "embedder_sha256": "e" * 64, "precision": "int8"}
 JPEG = b"\xff\xd8" + b"face" * 20 + b"\xff\xd9"
 
 
@@ -62,6 +65,8 @@ def world(store_location):
 
 def event(world, device="cam-01", seq=1, captured=T0, **kw):
     d = MatchDecision("subj-1", "suspect", 0.8, 0.64, (Candidate("subj-1", 0.8),), (1, 2, 30, 40))
+    kw.setdefault("spool_epoch", EPOCH)
+    kw.setdefault("audit_head", HEAD)
     return world.builders[device].build(d, JPEG, captured, seq, **kw)
 
 
@@ -107,21 +112,23 @@ def test_forged_and_malformed_messages_are_refused_with_reasons(world):
     other_device = event(world, device="cam-02", seq=3)
     unknown = EventBuilder(DeviceContext("cam-99", "dep-1", "wl-1", MODEL), Ed25519PrivateKey.generate(), world.cr.public_key())
     d = MatchDecision("subj-1", "suspect", 0.8, 0.64, (Candidate("subj-1", 0.8),), (1, 2, 30, 40))
-    unknown_ev = unknown.build(d, JPEG, T0, 1)
-    wrong_cr = EventBuilder(DeviceContext("cam-01", "dep-1", "wl-1", MODEL), world.keys["cam-01"], X25519PrivateKey.generate().public_key()).build(d, JPEG, T0, 9)
+    unknown_ev = unknown.build(d, JPEG, T0, 1, spool_epoch=EPOCH, audit_head=HEAD)
+    wrong_cr = EventBuilder(DeviceContext("cam-01", "dep-1", "wl-1", MODEL), world.keys["cam-01"], X25519PrivateKey.generate().public_key()).build(d, JPEG, T0, 9, spool_epoch=EPOCH, audit_head=HEAD)
     tampered = json.loads(encode_event(event(world, seq=4)))
     tampered["deployment_id"] = "dep-2"
     unsigned = event(world, seq=5).unsigned_dict()
     cases = [
         ("lfr/v1/cam-01/status", encode_event(ev), "malformed_topic"),
         (topic(), b"{", "malformed_payload"),
-        (topic(), json.dumps(unsigned).encode(), "unsigned"),
-        (topic(), json.dumps({**unsigned, "signature": ""}).encode(), "unsigned"),
+        (topic(), jcs(unsigned), "unsigned"),
+        (topic(), jcs({**unsigned, "signature": ""}), "unsigned"),
+        (topic(), json.dumps(ev.as_dict()).encode(), "non_canonical"),  # genuine, but not RFC 8785 bytes
+        (topic(), jcs(ev.as_dict()).replace(b'"score":0.8', b'"score":8e-1'), "non_canonical"),  # same value, other spelling
         (topic(), json.dumps({"schema": "lfr.alert/1", "signature": "x"}).encode(), "schema_invalid"),
         (topic(), encode_event(other_device), "topic_device_mismatch"),
         (topic("cam-99"), encode_event(unknown_ev), "unknown_device"),
         (topic(), encode_event(forged), "bad_signature"),
-        (topic(), json.dumps(tampered).encode(), "bad_signature"),
+        (topic(), jcs(tampered), "bad_signature"),
         (topic(), encode_event(wrong_cr), "crop_unreadable"),
     ]
     for t, payload, reason in cases:

@@ -24,7 +24,7 @@ from edge_agent.events.outbox import AlertOutbox
 from edge_agent.events.schema import Candidate
 from edge_agent.events.spool import Spool
 
-MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt-similarity-112/1", "embedder_sha256": "e" * 64}
+MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt-similarity-112/1", "embedder_sha256": "e" * 64, "precision": "int8"}
 CROP = b"\xff\xd8" + b"test-crop" * 10 + b"\xff\xd9"
 
 

@@ -27,6 +27,7 @@ from edge_agent.control_room.intake import Verdict
 from edge_agent.control_room.listener import AlertListener
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.crypto.canonical import jcs
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
 from edge_agent.events.crop import crop_face_jpeg, open_crop
 from edge_agent.events.mqtt_client import AlertPublisher
@@ -41,7 +42,7 @@ from edge_agent.identity.registry import DeviceRegistry
 
 pytestmark = pytest.mark.broker
 
-MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt-similarity-112/1", "embedder_sha256": "e" * 64}
+MODEL = {"detector_sha256": "d" * 64, "aligner": "5pt-similarity-112/1", "embedder_sha256": "e" * 64, "precision": "int8"}
 PUBLISHER_PROC = Path(__file__).with_name("publisher_proc.py")
 
 
@@ -158,9 +159,9 @@ def test_tampered_replayed_and_unsigned_messages_are_rejected(mosquitto, messagi
     payloads = [
         encode_event(good),
         encode_event(good),  # replay
-        json.dumps(tampered).encode(),
-        json.dumps(tampered_score).encode(),
-        json.dumps(unsigned).encode(),
+        jcs(tampered),
+        jcs(tampered_score),
+        jcs(unsigned),
         b"not json at all",
     ]
     ident = messaging_env.clients["cam-01"]

@@ -19,7 +19,7 @@ from edge_agent.events.outbox import AlertOutbox, audit_spool_drop
 from edge_agent.events.schema import Candidate
 from edge_agent.events.spool import Spool
 
-MODEL = {"detector_sha256": "d" * 64 + "+" + "f" * 64, "aligner": "5pt", "embedder_sha256": "e" * 64}
+MODEL = {"detector_sha256": "d" * 64 + "+" + "f" * 64, "aligner": "5pt", "embedder_sha256": "e" * 64, "precision": "int8"}
 JPEG = b"\xff\xd8" + bytes(range(256)) * 8 + b"\xff\xd9"
 
 
