@@ -33,10 +33,10 @@ from edge_agent.control_room.report import (
     read_audit,
     render_html,
 )
-from edge_agent.events.schema import AlertEvent, Candidate
+from edge_agent.events.schema import AuditHead, AlertEvent, Candidate
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-MODEL = {"detector_sha256": "d" * 64, "aligner": "arcface5/v1", "embedder_sha256": "e" * 64}
+MODEL = {"detector_sha256": "d" * 64, "aligner": "arcface5/v1", "embedder_sha256": "e" * 64, "precision": "int8"}
 REPO = Path(__file__).resolve().parents[2]
 # The crop stays sealed to the control room; its content does not matter to the report.
 SEALED_CROP = base64.b64encode(seal(b"\xff\xd8 not really a jpeg", X25519PrivateKey.generate().public_key(), b"test crop")).decode()
@@ -45,7 +45,7 @@ SEALED_CROP = base64.b64encode(seal(b"\xff\xd8 not really a jpeg", X25519Private
 def _event(deployment: str, seq: int, captured: datetime, score: float = 0.7) -> AlertEvent:
     return AlertEvent(str(uuid.uuid4()), "cam-01", deployment, "wl-1", seq, captured, f"subj-{seq}", "wanted_by_court",
                       score, 0.6, MODEL, (10, 10, 90, 90), (Candidate(f"subj-{seq}", score),),
-                      SEALED_CROP)
+                      SEALED_CROP, spool_epoch="e1" * 16, audit_head=AuditHead(seq, "ab" * 32), match_basis="single_frame")
 
 
 def _raise(audit: AuditLog, event: AlertEvent) -> None:

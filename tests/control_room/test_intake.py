@@ -70,6 +70,22 @@ def event(world, device="cam-01", seq=1, captured=T0, **kw):
     return world.builders[device].build(d, JPEG, captured, seq, **kw)
 
 
+def legacy_v1_event(world, device="cam-01", seq=1, captured=T0):
+    """An lfr.alert/1 event as devices sent before v2 (no epoch; no signing domain). The project
+    never signs v1 again, so this test signs it by hand exactly as docs/formats/events.md says."""
+    import base64
+
+    from edge_agent.crypto.canonical import canonical_json
+    from edge_agent.events.schema import SCHEMA_V1, AlertEvent
+
+    v2 = event(world, device, seq, captured)
+    v1 = AlertEvent(**{**{f.name: getattr(v2, f.name) for f in dataclasses.fields(v2)}, "signature": "", "schema": SCHEMA_V1,
+                       "spool_epoch": None, "audit_head": None, "match_basis": None,
+                       "model": {k: v for k, v in v2.model.items() if k != "precision"}})
+    signature = world.keys[device].sign(canonical_json(v1.unsigned_dict()))
+    return dataclasses.replace(v1, signature=base64.b64encode(signature).decode())
+
+
 def topic(device="cam-01"):
     return f"lfr/v1/{device}/alert"
 

@@ -24,7 +24,7 @@ from edge_agent.control_room.intake import AlertIntake
 from edge_agent.control_room.store import AlertStore, StoreError
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.events.signing import encode_event
-from test_intake import JPEG, MODEL, T0, event, make_world, topic
+from test_intake import EPOCH, HEAD, JPEG, MODEL, T0, event, legacy_v1_event, make_world, topic
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_alerts_outside_the_deployment_they_cite_are_refused(world):
     def on(deployment, device="cam-01", captured=T0, score=0.8, threshold=0.75):
         builder = EventBuilder(DeviceContext(device, deployment, "wl-1", MODEL), world.keys[device], world.cr.public_key())
         decision = MatchDecision("subj-1", "suspect", score, threshold, (Candidate("subj-1", score),), (1, 2, 30, 40))
-        return encode_event(builder.build(decision, JPEG, captured, next(seqs)))
+        return encode_event(builder.build(decision, JPEG, captured, next(seqs), spool_epoch=EPOCH, audit_head=HEAD))
 
     cases = [
         (on("dep-unknown"), "unknown_deployment"),
@@ -192,7 +192,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_replay_memory(tmp_path):
     conn.commit()
     conn.close()
     world = make_world(str(db))
-    replay = event(world, seq=7)
+    replay = legacy_v1_event(world, seq=7)  # a v1 event carries no epoch, like the migrated memory
     assert world.intake.receive(topic(), encode_event(replay)).reason == "seq_reused"
     assert world.intake.receive(topic(), encode_event(event(world, seq=8))).accepted
     world.store.close()
