@@ -41,7 +41,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1280,900")
 PASSWORD = "correct horse battery staple"
-MODEL = {"detector_sha256": "d" * 64, "aligner": "arcface5/v1", "embedder_sha256": "e" * 64}
+MODEL = {"detector_sha256": "d" * 64, "aligner": "arcface5/v1", "embedder_sha256": "e" * 64, "precision": "int8"}
 DEPLOYMENT = "DEP-CONSOLE-1"
 DEVICE = "cam-01"
 
