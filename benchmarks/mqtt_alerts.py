@@ -44,7 +44,7 @@ from edge_agent.events.spool import Spool
 from edge_agent.identity.registry import DeviceRegistry
 
 TARGET_P99_MS = 100.0
-MODEL = {"detector_sha256": "d" * 64, "aligner": "bench", "embedder_sha256": "e" * 64}
+MODEL = {"detector_sha256": "d" * 64, "aligner": "bench", "embedder_sha256": "e" * 64, "precision": "int8"}
 
 
 class Tracker:
