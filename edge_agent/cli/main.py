@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "control_room",
     "config", "capture",
+    "fleet",
 )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from edge_agent.identifiers import DEVICE_ID, TOPIC_PREFIX, check_device_id
 
 PREFIX = TOPIC_PREFIX
-KINDS = ("alert", "status", "telemetry")
+DEVICE_OUTBOUND_KINDS = ("alert", "status", "telemetry")  # published by the device
+DEVICE_INBOUND_KINDS = ("receipt", "adjudication")  # published by the control room to the device
+KINDS = DEVICE_OUTBOUND_KINDS + DEVICE_INBOUND_KINDS
 SHARE_GROUP = "control-room"
 ALERT_FILTER = f"{PREFIX}/+/alert"
 SHARED_ALERT_SUBSCRIPTION = f"$share/{SHARE_GROUP}/{ALERT_FILTER}"
@@ -33,6 +35,14 @@ def status_topic(device_id: str) -> str:
 
 def telemetry_topic(device_id: str) -> str:
     return topic(device_id, "telemetry")
+
+
+def receipt_topic(device_id: str) -> str:
+    return topic(device_id, "receipt")
+
+
+def adjudication_topic(device_id: str) -> str:
+    return topic(device_id, "adjudication")
 
 
 def parse_topic(name: str) -> tuple[str, str] | None:

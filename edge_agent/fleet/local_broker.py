@@ -2,10 +2,13 @@
 
 ``MosquittoBroker`` starts ``/usr/sbin/mosquitto -c <conf>`` on a free loopback port with
 ``require_certificate true`` and ``use_identity_as_username true`` (the certificate CN is the MQTT
-user), an ACL that lets each device write only ``lfr/v1/<its id>/#`` and the control room read
-``lfr/v1/#``, and ``persistence true`` so a restart keeps queued QoS 1 messages of persistent
-sessions. ``messaging_env`` provisions the PKI (edge_agent.fleet.pki), device and control-room
-keys and a device registry. Production brokers use deploy/mosquitto/ instead.
+user), the fleet CA's CRL (``crlfile``: revoked certificates cannot connect), the same
+dynamic-security rules production brokers get (edge_agent.fleet.broker_security: each device
+publishes only its own alert/status/telemetry and reads only its own receipts and adjudications;
+it can never subscribe to alerts or join the control room's shared group), and ``persistence
+true`` so a restart keeps queued QoS 1 messages of persistent sessions. ``messaging_env``
+provisions the PKI (edge_agent.fleet.pki), device and control-room keys and a device registry.
+Production brokers use deploy/mosquitto/ instead.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_agent.errors import EdgeAgentError
-
-CONTROL_ROOM_USER = "control-room"
+from edge_agent.fleet.broker_security import CONTROL_ROOM_USER, find_dynsec_plugin, write_dynsec_config
 
 
 class BrokerUnavailable(EdgeAgentError):
@@ -59,6 +61,7 @@ class MessagingEnv:
 
     root: Path
     ca_cert: Path
+    ca_dir: Path
     server_cert: Path
     server_key: Path
     registry_path: Path
@@ -73,6 +76,13 @@ class MessagingEnv:
     @property
     def control_room_pub(self) -> Path:
         return self.control_room_dir / "control_room_x25519.pub"
+
+    @property
+    def crl(self) -> Path:
+        return self.ca_dir / "crl.pem"
+
+    def device_ids(self) -> list[str]:
+        return sorted(self.devices)
 
 
 def _pki_paths(issued: object) -> tuple[Path, Path]:
@@ -102,7 +112,7 @@ def make_messaging_env(root: Path, device_ids: tuple[str, ...] = ("cam-01", "cam
     write_public_key(control_room_dir / "control_room_x25519.pub", cr_key.public_key())
 
     registry = DeviceRegistry()
-    env = MessagingEnv(root, ca_cert, server_cert, server_key, root / "registry.json", control_room_dir)
+    env = MessagingEnv(root, ca_cert, root / "ca", server_cert, server_key, root / "registry.json", control_room_dir)
     now = datetime.now(timezone.utc)
     for device_id in device_ids:
         ddir = root / "devices" / device_id
@@ -133,13 +143,8 @@ class MosquittoBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "data").mkdir(exist_ok=True)
-        self.acl = self.workdir / "acl"
-        self.acl.write_text(
-            "# devices: only their own topics\n"
-            "pattern write lfr/v1/%u/#\n"
-            f"user {CONTROL_ROOM_USER}\n"
-            "topic read lfr/v1/#\n"
-        )
+        self.security = self.workdir / "dynamic-security.json"
+        self.write_security()
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self.conf.write_text(
@@ -152,17 +157,23 @@ class MosquittoBroker:
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
             "allow_anonymous false\n"
-            f"acl_file {self.acl}\n"
+            f"plugin {find_dynsec_plugin() or 'mosquitto_dynamic_security.so'}\n"
+            f"plugin_opt_config_file {self.security}\n"
             "max_queued_messages 100000\n"
             "set_tcp_nodelay true\n"
             f"listener {self.port} 127.0.0.1\n"
             f"cafile {env.ca_cert}\n"
             f"certfile {env.server_cert}\n"
             f"keyfile {env.server_key}\n"
+            f"crlfile {env.crl}\n"
             "require_certificate true\n"
             "use_identity_as_username true\n"
             "tls_version tlsv1.2\n"
         )
+
+    def write_security(self) -> None:
+        """(Re)write the broker's rules for the env's devices; takes effect at the next start."""
+        write_dynsec_config(self.security, self.env.device_ids())
 
     @property
     def url(self) -> str:
@@ -174,6 +185,11 @@ class MosquittoBroker:
         binary = find_mosquitto()
         if binary is None:
             raise BrokerUnavailable("Mosquitto is not installed", "install it: apt-get install mosquitto (Debian, Raspberry Pi OS) or brew install mosquitto")
+        if find_dynsec_plugin() is None:
+            raise BrokerUnavailable(
+                "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is not installed",
+                "it ships with Mosquitto 2.0 (Debian: apt-get install mosquitto); set MOSQUITTO_DYNSEC to its path if it lives elsewhere",
+            )
         self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

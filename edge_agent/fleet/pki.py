@@ -7,11 +7,18 @@ name that the per-device ACL ``pattern write lfr/v1/%u/#`` checks.
 
 Keys are ECDSA P-256 (supported by every broker and TLS stack above); private keys are PEM
 PKCS#8 files created 0600 and never overwritten.
+
+Revocation (issue 10.17): the CA directory keeps an index of what it issued (``issued.json``) and
+what it revoked (``revoked.json``), and a CRL (``crl.pem``) the broker loads with ``crlfile``, so a
+lost or stolen device's certificate is refused at the TLS handshake. The CRL exists from the
+CA's creation (Mosquitto with ``crlfile`` refuses every client of a CA it has no CRL for) and is
+valid for ``CRL_VALIDITY``; re-issue it (``edge-agent fleet crl``) before it lapses.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,10 +30,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
+CRL_FILE = "crl.pem"
+ISSUED_FILE = "issued.json"
+REVOKED_FILE = "revoked.json"
+CRL_VALIDITY = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,10 @@ class CA:
     @property
     def name(self) -> str:
         return self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+    @property
+    def crl_path(self) -> Path:
+        return self.cert_path.parent / CRL_FILE
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,9 @@ def create_ca(directory: str | Path, name: str, *, valid_days: int = 3650, now: 
     )
     _write_new(key_path, _key_pem(key), 0o600)
     _write_new(cert_path, _cert_pem(cert), 0o644)
-    return CA(cert_path, key_path, cert, key)
+    ca = CA(cert_path, key_path, cert, key)
+    write_crl(ca, now)
+    return ca
 
 
 def load_ca(directory: str | Path) -> CA:
@@ -178,6 +196,7 @@ def _leaf(
     cert = builder.sign(ca.key, hashes.SHA256())
     _write_new(key_path, _key_pem(key), 0o600)
     _write_new(cert_path, _cert_pem(cert), 0o644)
+    _record_issued(ca, cert, cert_path)
     return IssuedCert(cert_path, key_path, cert)
 
 
@@ -218,3 +237,84 @@ def issue_client_cert(
 
 def common_name(cert: x509.Certificate) -> str:
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+# -- revocation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revoked:
+    serial: int
+    common_name: str
+    revoked_at: datetime
+
+
+def _index(ca: CA, name: str) -> list[dict]:
+    path = ca.cert_path.parent / name
+    if not path.exists():
+        return []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, list):
+            raise ValueError("not a list")
+        return doc
+    except ValueError as exc:
+        raise ConfigError(f"CA index {path} is damaged: {exc}", "restore the CA directory from backup") from None
+
+
+def _save_index(ca: CA, name: str, entries: list[dict]) -> None:
+    atomic_write(ca.cert_path.parent / name, json.dumps(entries, indent=1).encode() + b"\n", mode=0o644)
+
+
+def _record_issued(ca: CA, cert: x509.Certificate, cert_path: Path) -> None:
+    entries = _index(ca, ISSUED_FILE)
+    entries.append({"serial": format(cert.serial_number, "x"), "cn": common_name(cert), "not_after": cert.not_valid_after_utc.isoformat(), "path": str(cert_path)})
+    _save_index(ca, ISSUED_FILE, entries)
+
+
+def revoked(ca: CA) -> list[Revoked]:
+    return [Revoked(int(e["serial"], 16), str(e["cn"]), datetime.fromisoformat(e["revoked_at"])) for e in _index(ca, REVOKED_FILE)]
+
+
+def write_crl(ca: CA, now: datetime | None = None) -> Path:
+    """(Re-)issue ``crl.pem`` listing every revoked serial, valid for CRL_VALIDITY from ``now``."""
+    now = _now(now)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - timedelta(minutes=5))
+        .next_update(now + CRL_VALIDITY)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+    )
+    for entry in revoked(ca):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at).build()
+        )
+    crl = builder.sign(ca.key, hashes.SHA256())
+    return atomic_write(ca.crl_path, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
+def revoke(ca: CA, name: str, *, certificate: x509.Certificate | None = None, now: datetime | None = None) -> list[int]:
+    """Revoke every certificate this CA issued to CN ``name`` (and ``certificate``, for one
+    issued before the index existed), then re-issue the CRL. Returns the serials newly revoked."""
+    now = _now(now)
+    if certificate is not None and certificate.issuer != ca.certificate.subject:
+        raise SecurityError("that certificate was not issued by this CA", "pass the fleet CA that issued it")
+    already = {r.serial for r in revoked(ca)}
+    serials = {int(e["serial"], 16) for e in _index(ca, ISSUED_FILE) if e.get("cn") == name}
+    if certificate is not None:
+        if common_name(certificate) != name:
+            raise ConfigError(f"the certificate is for {common_name(certificate)!r}, not {name!r}", "check the device id")
+        serials.add(certificate.serial_number)
+    new = sorted(serials - already)
+    if not serials:
+        raise ConfigError(
+            f"this CA has no record of a certificate for {name!r}",
+            "check the device id, or pass the device's certificate file (--cert) if it was issued before the CA kept an index",
+        )
+    entries = _index(ca, REVOKED_FILE)
+    entries += [{"serial": format(s, "x"), "cn": name, "revoked_at": now.isoformat()} for s in new]
+    _save_index(ca, REVOKED_FILE, entries)
+    write_crl(ca, now)
+    return new

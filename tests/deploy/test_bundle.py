@@ -81,7 +81,7 @@ def test_bundle_is_complete_reproducible_and_installs(tmp_path, project_wheel):
         top = "edge-agent-0.1.0"
         for rel in ("BUNDLE.json", f"wheels/{project_wheel.name}", "systemd/edge-agent.service", "deploy/install.py",
                     "deploy/udev/71-edge-agent-coral.rules", "deploy/templates/agent.toml", "hw/profiles/pi5.toml",
-                    "deploy/mosquitto/edge-agent.acl"):
+                    "deploy/mosquitto/edge-agent.conf"):
             assert f"{top}/{rel}" in members, rel
         for model in (REPO / "models").glob("*.tflite"):
             assert f"{top}/models/{model.name}" in members

@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.errors import SecurityError
 from edge_agent.fleet import pki
+from edge_agent.fleet.broker_security import find_dynsec_plugin, write_dynsec_config
 from edge_agent.fleet.local_broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,11 +68,14 @@ def broker(tmp_path, require_mosquitto):
     port = free_port()
     (tmp_path / "data").mkdir()
     conf = (REPO / "deploy" / "mosquitto" / "edge-agent.conf").read_text()
+    write_dynsec_config(tmp_path / "security.json", ["bwv-1", "bwv-2"])
     replacements = {
         "/etc/mosquitto/certs/ca.pem": str(ca.cert_path),
         "/etc/mosquitto/certs/server.pem": str(server.cert_path),
         "/etc/mosquitto/certs/server.key": str(server.key_path),
-        "/etc/mosquitto/edge-agent.acl": str(REPO / "deploy" / "mosquitto" / "edge-agent.acl"),
+        "/etc/mosquitto/certs/crl.pem": str(ca.crl_path),
+        "/etc/mosquitto/edge-agent-security.json": str(tmp_path / "security.json"),
+        "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so": find_dynsec_plugin() or "mosquitto_dynamic_security.so",
         "/var/lib/mosquitto/": f"{tmp_path / 'data'}/",
         "log_dest syslog": f"log_dest file {tmp_path / 'mosquitto.log'}",
         "listener 8883": f"listener {port} 127.0.0.1",
@@ -82,19 +86,29 @@ def broker(tmp_path, require_mosquitto):
     # run as the test's own user (as root, mosquitto would otherwise switch to "mosquitto" and lose access to tmp_path)
     conf += f"\nuser {pwd.getpwuid(os.getuid()).pw_name}\n"
     (tmp_path / "mosquitto.conf").write_text(conf)
-    proc = subprocess.Popen([require_mosquitto, "-c", str(tmp_path / "mosquitto.conf")], stderr=subprocess.PIPE)
+    procs = [start_mosquitto(require_mosquitto, tmp_path / "mosquitto.conf", port)]
+
+    def restart() -> None:
+        procs[0].terminate()
+        procs[0].wait(10)
+        procs[0] = start_mosquitto(require_mosquitto, tmp_path / "mosquitto.conf", port)
+
+    yield ca, port, tmp_path, restart
+    procs[0].terminate()
+    procs[0].wait(10)
+
+
+def start_mosquitto(binary: str, conf: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while True:
         assert proc.poll() is None, proc.stderr.read().decode()
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc
         except OSError:
             assert time.monotonic() < deadline, "mosquitto did not start"
             time.sleep(0.05)
-    yield ca, port, tmp_path
-    proc.terminate()
-    proc.wait(10)
 
 
 class Client:
@@ -138,7 +152,7 @@ class Client:
 
 @pytest.mark.broker
 def test_broker_template_enforces_per_device_acl(broker):
-    ca, port, tmp = broker
+    ca, port, tmp, _ = broker
     dev1 = pki.issue_client_cert(ca, tmp / "bwv-1", "bwv-1")
     room = pki.issue_client_cert(ca, tmp / "room", "control-room")
     console = Client(ca.cert_path, room.cert_path, room.key_path, port, "console-1").start()
@@ -173,10 +187,86 @@ def never_connects(client: Client) -> bool:
 
 @pytest.mark.broker
 def test_broker_template_rejects_foreign_or_missing_certificates(broker):
-    ca, port, tmp = broker
+    ca, port, tmp, _ = broker
     good = pki.issue_client_cert(ca, tmp / "bwv-1", "bwv-1")
     assert not never_connects(Client(ca.cert_path, good.cert_path, good.key_path, port, "bwv-1")), "control case connects"
     other = pki.create_ca(tmp / "other-ca", "Someone else")
     rogue = pki.issue_client_cert(other, tmp / "rogue", "bwv-1")
     assert never_connects(Client(ca.cert_path, rogue.cert_path, rogue.key_path, port, "rogue"))
     assert never_connects(Client(ca.cert_path, None, None, port, "anonymous"))
+
+
+@pytest.mark.broker
+def test_broker_template_refuses_a_device_subscribing_to_alerts(broker):
+    """Issue 11: with the shipped rules a device cannot read alerts, not even through the
+    control room's shared group (the plain ACL file never checked a SUBSCRIBE)."""
+    ca, port, tmp, _ = broker
+    dev1 = pki.issue_client_cert(ca, tmp / "bwv-1", "bwv-1")
+    dev2 = pki.issue_client_cert(ca, tmp / "bwv-2", "bwv-2")
+    room = pki.issue_client_cert(ca, tmp / "room", "control-room")
+    console = Client(ca.cert_path, room.cert_path, room.key_path, port, "console-1").start()
+    granted = []
+    console.c.on_subscribe = lambda c, u, mid, rcs, p=None: granted.append([not rc.is_failure for rc in rcs])
+    console.c.subscribe("$share/control-room/lfr/v1/+/alert", qos=1)
+    rogue = Client(ca.cert_path, dev1.cert_path, dev1.key_path, port, "bwv-1").start()
+    refused = []
+    rogue.c.on_subscribe = lambda c, u, mid, rcs, p=None: refused.append([rc.is_failure for rc in rcs])
+    rogue.c.subscribe([("$share/control-room/lfr/v1/+/alert", 1), ("lfr/v1/+/alert", 1), ("#", 1), ("lfr/v1/bwv-2/receipt", 1)])
+    deadline = time.monotonic() + 5
+    while (not granted or not refused) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert granted == [[True]] and refused == [[True, True, True, True]]
+    sender = Client(ca.cert_path, dev2.cert_path, dev2.key_path, port, "bwv-2").start()
+    for i in range(20):
+        sender.c.publish("lfr/v1/bwv-2/alert", b"alert-%d" % i, qos=1).wait_for_publish(5)
+    console.wait_for(b"alert-19")
+    time.sleep(0.2)
+    assert sorted(p for _, p in console.messages) == sorted(b"alert-%d" % i for i in range(20))
+    assert rogue.messages == []
+    for c in (sender, rogue, console):
+        c.stop()
+
+
+@pytest.mark.broker
+def test_a_revoked_device_cannot_connect(broker):
+    """Issue 10.17: edge-agent fleet revoke writes the CRL the shipped config loads (crlfile)."""
+    from edge_agent.cli.main import main
+
+    ca, port, tmp, restart = broker
+    kept = pki.issue_client_cert(ca, tmp / "bwv-1", "bwv-1")
+    lost = pki.issue_client_cert(ca, tmp / "bwv-2", "bwv-2")
+    assert not never_connects(Client(ca.cert_path, lost.cert_path, lost.key_path, port, "bwv-2")), "connects before revocation"
+    assert main(["fleet", "revoke", "bwv-2", "--ca", str(ca.cert_path.parent)]) == 0
+    restart()
+    assert never_connects(Client(ca.cert_path, lost.cert_path, lost.key_path, port, "bwv-2"))
+    assert not never_connects(Client(ca.cert_path, kept.cert_path, kept.key_path, port, "bwv-1")), "other devices still connect"
+    assert [r.common_name for r in pki.revoked(ca)] == ["bwv-2"]
+    assert main(["fleet", "revoke", "bwv-2", "--ca", str(ca.cert_path.parent)]) == 0  # again: nothing new, no error
+
+
+def test_revoke_refuses_an_unknown_device(tmp_path):
+    from edge_agent.errors import ConfigError
+
+    ca = pki.create_ca(tmp_path / "ca", "Fleet CA")
+    with pytest.raises(ConfigError, match="no record of a certificate for 'bwv-9'"):
+        pki.revoke(ca, "bwv-9")
+    crl = pki.x509.load_pem_x509_crl(ca.crl_path.read_bytes())
+    assert crl.is_signature_valid(ca.certificate.public_key()) and len(list(crl)) == 0
+
+
+def test_broker_security_leaves_out_revoked_devices(tmp_path, messaging_env):
+    import json
+
+    from edge_agent.cli.main import main
+
+    ca = pki.load_ca(messaging_env.ca_dir)
+    out = tmp_path / "security.json"
+    assert main(["fleet", "broker-security", "--registry", str(messaging_env.registry_path), "--out", str(out)]) == 0
+    assert {c["username"] for c in json.loads(out.read_text())["clients"]} == {"cam-01", "cam-02", "cam-03", "control-room"}
+    assert out.stat().st_mode & 0o777 == 0o600
+    ca2 = pki.create_ca(tmp_path / "ca2", "other")
+    pki.issue_client_cert(ca2, tmp_path / "c3", "cam-03")
+    pki.revoke(ca2, "cam-03")
+    assert main(["fleet", "broker-security", "--registry", str(messaging_env.registry_path), "--out", str(out), "--ca", str(tmp_path / "ca2")]) == 0
+    assert {c["username"] for c in json.loads(out.read_text())["clients"]} == {"cam-01", "cam-02", "control-room"}
+    assert ca.crl_path.exists()

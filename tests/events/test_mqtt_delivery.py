@@ -446,3 +446,29 @@ def test_clean_stop_gives_up_after_its_bound_when_the_broker_is_gone(messaging_e
         assert publisher.stop(drain_s=1.0) is False
         assert 0.9 <= time.monotonic() - started < 4.0
         assert spool.stats().depth == 1
+
+
+def test_a_device_joining_the_control_rooms_shared_group_gets_nothing_and_takes_nothing(mosquitto, messaging_env, control_room, tmp_path):
+    """Issue 11: a device certificate subscribing to the control room's shared subscription was
+    handed every other alert (then dropped by the read ACL): 20 of 40 lost. Now the broker refuses
+    the subscription and the control room receives all 40."""
+    ident = messaging_env.clients["cam-03"]
+    rogue, state = raw_client(mosquitto, client_context(messaging_env, ident.cert, ident.key), "device-cam-03")
+    subacks: list = []
+    rogue.on_subscribe = lambda c, u, mid, rcs, p: subacks.append([rc.is_failure for rc in rcs])
+    rogue.connect(mosquitto.host, mosquitto.port)
+    wait_for(lambda: rogue.loop(0.05) == 0 and state["connected"], what="cam-03 connected")
+    rogue.subscribe([(control_room.listener.subscription, 1), ("lfr/v1/+/alert", 1), ("lfr/v1/#", 1), ("#", 1)])
+    wait_for(lambda: rogue.loop(0.05) == 0 and bool(subacks), what="SUBACK")
+    assert subacks == [[True, True, True, True]], "every alert subscription of a device is refused"
+    with Spool(tmp_path / "spool.db") as spool:
+        publisher = AlertPublisher(mosquitto.broker_config("cam-01"), "cam-01", spool, backoff=Backoff(0.05, 0.5)).start()
+        outbox = make_outbox(messaging_env, "cam-01", spool, publisher.notify)
+        for _ in range(40):
+            outbox.raise_alert(decision(), b"\xff\xd8crop\xff\xd9", datetime.now(timezone.utc))
+        wait_for(lambda: rogue.loop(0.02) == 0 and len(control_room.accepted()) == 40, 20, "all 40 alerts at the control room")
+        publisher.stop()
+    for _ in range(10):
+        rogue.loop(0.02)
+    rogue.disconnect()
+    assert state["messages"] == []
