@@ -1,16 +1,20 @@
 """A private PostgreSQL server for tests and benchmarks: ``initdb`` into a folder, a free loopback port.
 
 Never the machine's own server (port 5432 or a system cluster): each test session or benchmark
-run starts its own, trusts only local connections from the current user, and removes it after.
+run starts its own as a child process that dies with it (even when the session is killed),
+trusting only local connections, and removes it after.
 Debian puts the binaries under /usr/lib/postgresql/<version>/bin (package ``postgresql``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import glob
 import os
+import pwd
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -48,12 +52,19 @@ class PostgresServer:
         self.user = getpass.getuser()
         self._bin: Path | None = None
         self._as_postgres = os.geteuid() == 0  # postgres refuses to run as root
+        self._proc: subprocess.Popen | None = None
+
+    def _child_setup(self) -> None:
+        """In the child: drop to the postgres user when root, then die with the parent, so a test
+        session that is killed never leaves its private server running."""
+        if self._as_postgres:
+            entry = pwd.getpwnam("postgres")
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG, after the uid change that clears it
 
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-        cmd = args
-        if self._as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, preexec_fn=self._child_setup)
 
     def start(self, timeout_s: float = 60.0) -> "PostgresServer":
         self._bin = find_postgres_bin()
@@ -72,13 +83,18 @@ class PostgresServer:
             result = self._run([str(self._bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync"])
         if result.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {result.stderr.strip()[-500:]}", f"see {self.workdir}")
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=on -c max_connections=50"
-        result = self._run([str(self._bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", str(int(timeout_s)), "start"],
-                           timeout=timeout_s + 10)
-        if result.returncode != 0:
-            log = self.log.read_text(errors="replace")[-800:] if self.log.exists() else ""
-            raise PostgresUnavailable(f"PostgreSQL would not start on 127.0.0.1:{self.port}: {result.stderr.strip()[-300:]} {log}", f"see {self.log}")
-        self._wait_ready(timeout_s)
+        log = open(self.log, "ab")
+        try:
+            self._proc = subprocess.Popen(
+                [str(self._bin / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1", "-p", str(self.port), "-k", str(self.socket_dir),
+                 "-c", "fsync=on", "-c", "max_connections=50"], stdout=log, stderr=log, preexec_fn=self._child_setup)
+        finally:
+            log.close()
+        try:
+            self._wait_ready(timeout_s)
+        except PostgresUnavailable:
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -86,6 +102,9 @@ class PostgresServer:
 
         deadline = time.monotonic() + timeout_s
         while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                text = self.log.read_text(errors="replace")[-800:] if self.log.exists() else ""
+                raise PostgresUnavailable(f"PostgreSQL exited at start on 127.0.0.1:{self.port}: {text}", f"see {self.log}")
             try:
                 psycopg.connect(self.url("postgres"), connect_timeout=2).close()
                 return
@@ -106,9 +125,15 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self._bin is not None and self.data.exists():
-            self._run([str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], timeout=60)
-            self._bin = None
+        """Fast shutdown (SIGINT), waited for."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        self._proc = None
 
     def __enter__(self) -> "PostgresServer":
         return self.start()
