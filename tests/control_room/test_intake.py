@@ -249,3 +249,16 @@ def test_an_internal_error_is_logged_and_the_payload_quarantined(world):
     assert (verdict.accepted, verdict.reason) == (False, "internal_error")
     assert "exploded" in world.store.rejections()[0].detail
     assert world.store.quarantined()[0][2] == payload
+
+
+def test_a_recreated_spool_restarts_its_sequence_under_a_new_epoch(world):
+    """Issue 10.10 (control-room half): replay memory keys on (device, spool_epoch, seq), so a device
+    whose spool was lost starts again at seq 1 and is heard; a reused seq in one epoch is still refused."""
+    first = event(world, seq=1)
+    assert world.intake.receive(topic(), encode_event(first)).accepted
+    recreated = event(world, seq=1, spool_epoch="ab" * 16)
+    assert world.intake.receive(topic(), encode_event(recreated)).accepted
+    assert world.store.alert(recreated.event_id).spool_epoch == "ab" * 16
+    again = event(world, seq=1, spool_epoch="ab" * 16)
+    verdict = world.intake.receive(topic(), encode_event(again))
+    assert (verdict.accepted, verdict.reason) == (False, "seq_reused") and "ab" * 16 in verdict.detail
