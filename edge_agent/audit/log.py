@@ -1,7 +1,9 @@
 """Tamper-evident, append-only audit log (policing.md 15).
 
-One JSON object per line. Each record carries ``prev`` (the previous record's hash) and ``hash``
-(SHA-256 over the canonical JSON of the record without ``hash``/``signature``), so editing,
+One JSON object per line, each line exactly the RFC 8785 encoding of its record (version 2;
+version 1 lines, Python canonical JSON, still verify). Each record carries ``prev`` (the previous
+record's hash) and ``hash`` (SHA-256 over the canonical JSON of the record without
+``hash``/``signature``), so editing,
 dropping or reordering any record breaks the chain. Every ``checkpoint_every`` records the device
 key signs a checkpoint over the chain head, so a forger without the device key cannot rebuild the
 chain. Appends are fsync'd and serialised with ``flock`` so the agent and the CLI can share a log.
@@ -25,29 +27,37 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc
+from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, jcs
 from edge_agent.crypto.signing import AUDIT_CHECKPOINT_V1, sign
 from edge_agent.durable import fsync_dir
+from edge_agent.timestamps import format_timestamp
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identifiers import IdentifierError, check_actor
 
-AUDIT_VERSION = 1
+AUDIT_VERSION = 2  # what the writer writes
+READABLE_VERSIONS = (1, 2)
 AUDIT_FILE_NAME = "audit.log"  # the default log name inside a device state directory
 GENESIS_HASH = "0" * 64
 CHECKPOINT_KIND = "checkpoint"
 CHECKPOINT_DOMAIN = AUDIT_CHECKPOINT_V1
-# The kinds the agent writes; other snake_case kinds are accepted so new events need no format bump.
+# The kinds the device writes (docs/formats/audit.md lists them, and the control room's, and a
+# test checks the list against every kind the code writes); other snake_case kinds are accepted
+# so a new event needs no format bump.
 KINDS = (
     "watchlist_loaded",
     "watchlist_refused",
     "watchlist_wiped",
     "config_changed",
     "alert_raised",
+    "receipt_received",
     "adjudication_received",
     "spool_dropped",
     "deployment_ended",
+    "faces_processed",
+    "session_summary",
 )
-_KIND = re.compile(r"[a-z][a-z0-9_]{2,47}")
+KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{2,47}")
+_KIND = KIND_PATTERN
 # Names that only ever hold biometric material; refused whatever their value.
 _BIOMETRIC_KEYS = frozenset({"embedding", "embeddings", "template", "templates", "crop", "crops", "image", "images", "frame", "frames", "probe", "face_image", "vector"})
 MAX_STRING = 1000  # a base64 128-D float32 template is ~684 chars; crops are far longer
@@ -73,20 +83,32 @@ class AuditRecord:
     hash: str
     signature: str | None = None
 
+    v: int = AUDIT_VERSION
+
     def to_json(self) -> dict[str, Any]:
-        doc = record_body(self.seq, self.time, self.actor, self.kind, self.details, self.prev)
+        doc = record_body(self.seq, self.time, self.actor, self.kind, self.details, self.prev, self.v)
         doc["hash"] = self.hash
         if self.signature is not None:
             doc["signature"] = self.signature
         return doc
 
 
-def record_body(seq: int, time: str, actor: str, kind: str, details: dict[str, Any], prev: str) -> dict[str, Any]:
-    return {"v": AUDIT_VERSION, "seq": seq, "time": time, "actor": actor, "kind": kind, "details": details, "prev": prev}
+def record_body(seq: int, time: str, actor: str, kind: str, details: dict[str, Any], prev: str, v: int = AUDIT_VERSION) -> dict[str, Any]:
+    return {"v": v, "seq": seq, "time": time, "actor": actor, "kind": kind, "details": details, "prev": prev}
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """The canonical bytes of a record (or body) of its version: RFC 8785 for v2, canonical_json for v1."""
+    return jcs(doc) if doc.get("v") == 2 else canonical_json(doc)
 
 
 def record_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    return hashlib.sha256(encode(body)).hexdigest()
+
+
+def format_record_time(moment: datetime, v: int = AUDIT_VERSION) -> str:
+    """v2: the one timestamp form (sorts as text); v1 dropped a zero fraction."""
+    return format_timestamp(moment) if v == 2 else format_utc(moment)
 
 
 def check_no_biometrics(details: Any, where: str = "details") -> None:
@@ -177,7 +199,7 @@ class AuditLog:
             raise AuditError("audit details must be a dict", "pass a dict of plain values")
         check_no_biometrics(details)
         try:
-            canonical_json(details)
+            jcs(details)
         except CanonicalJsonError as exc:
             raise AuditError(f"audit details are not plain JSON: {exc.message}", exc.hint) from None
         who = _check_actor(actor) if actor is not None else self._actor
@@ -218,14 +240,14 @@ class AuditLog:
         return self._write(head_seq + 1, moment, self._actor, CHECKPOINT_KIND, details, head_hash, signed=True)
 
     def _write(self, seq: int, moment: datetime, actor: str, kind: str, details: dict, prev: str, signed: bool = False) -> AuditRecord:
-        body = record_body(seq, format_utc(moment), actor, kind, details, prev)
+        body = record_body(seq, format_record_time(moment), actor, kind, details, prev)
         digest = record_hash(body)
         signature = None
         if signed:
             assert self._signing_key is not None
             signature = base64.b64encode(sign(self._signing_key, CHECKPOINT_DOMAIN, bytes.fromhex(digest))).decode("ascii")
         record = AuditRecord(seq, body["time"], actor, kind, details, prev, digest, signature)
-        line = canonical_json(record.to_json()) + b"\n"
+        line = encode(record.to_json()) + b"\n"
         try:
             written = os.write(self._fd, line)
             if written != len(line):

@@ -1,18 +1,21 @@
-"""Check an audit log end to end and name the first record that breaks it."""
+"""Check an audit log end to end and name the first record that breaks it (docs/formats/audit.md)."""
 
 from __future__ import annotations
 
 import base64
 import hmac
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge_agent.audit.log import AUDIT_VERSION, CHECKPOINT_DOMAIN, CHECKPOINT_KIND, GENESIS_HASH, record_body, record_hash
+from edge_agent.audit.log import CHECKPOINT_DOMAIN, CHECKPOINT_KIND, GENESIS_HASH, KIND_PATTERN, READABLE_VERSIONS, encode, record_body, record_hash
+from edge_agent.crypto.canonical import CanonicalJsonError, DuplicateKey, loads_strict, parse_utc
 from edge_agent.crypto.signing import SignatureInvalid, verify
 from edge_agent.errors import ConfigError
+from edge_agent.identifiers import ACTOR
+from edge_agent.timestamps import TimestampError, parse_timestamp
 
 _FIELDS = {"v", "seq", "time", "actor", "kind", "details", "prev", "hash"}
 
@@ -35,21 +38,45 @@ class VerifyResult:
         return f"audit log BROKEN at {where}: {self.reason}; {self.records} records before it are good"
 
 
+def _content_problem(doc: dict[str, Any]) -> str | None:
+    """A rule of the record's version that its fields break, or None."""
+    if not isinstance(doc["kind"], str) or not KIND_PATTERN.fullmatch(doc["kind"]):
+        return f"kind {doc['kind']!r} is not a snake_case kind"
+    problem = ACTOR.problem(doc["actor"])
+    if problem is not None:
+        return f"actor {doc['actor']!r}: {problem}"
+    if not isinstance(doc["details"], dict):
+        return "details is not an object"
+    try:
+        if doc["v"] == 2:
+            parse_timestamp(doc["time"], "time")
+        else:
+            parse_utc(doc["time"], "time")
+    except (TimestampError, CanonicalJsonError) as exc:
+        return exc.message
+    return None
+
+
 def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every: int = 100) -> VerifyResult:
     """Detect edited, dropped, reordered or inserted records and forged or removed checkpoints.
 
     ``checkpoint_every`` is the interval the writer used: a longer run of records with no signed
     checkpoint means checkpoints were stripped (e.g. the chain was rebuilt without the device key).
+    Every line must be exactly the canonical encoding of its version (so no duplicate key, no
+    second spelling can hide in it); a log may move from version 1 to 2, never back.
     """
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"audit log {path} not found", "check the state directory path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"audit log {path} is a directory", "pass the audit.log file inside the state directory") from None
     lines = data.split(b"\n")
     torn = lines[-1] != b""
     if not torn:
         lines = lines[:-1]
     prev = GENESIS_HASH
+    version = min(READABLE_VERSIONS)
     good = checkpoints = since_checkpoint = 0
 
     def bad(line_no: int, seq: int | None, reason: str) -> VerifyResult:
@@ -60,22 +87,33 @@ def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every:
         if torn and index == len(lines) - 1:
             return bad(line_no, None, "torn last record (no line end)")
         try:
-            doc = json.loads(raw)
-        except ValueError:
+            doc = loads_strict(raw)
+        except DuplicateKey as exc:
+            return bad(line_no, None, f"{exc.message} (a record must read one way only)")
+        except CanonicalJsonError:
             return bad(line_no, None, "not valid JSON")
         if not isinstance(doc, dict) or not _FIELDS <= set(doc) or not set(doc) <= _FIELDS | {"signature"}:
             return bad(line_no, None, "fields missing or unexpected")
-        seq = doc["seq"] if isinstance(doc["seq"], int) else None
-        if doc["v"] != AUDIT_VERSION:
+        seq = doc["seq"] if type(doc["seq"]) is int else None
+        if type(doc["v"]) is not int or doc["v"] not in READABLE_VERSIONS:
             return bad(line_no, seq, f"unknown record version {doc['v']!r}")
+        if doc["v"] < version:
+            return bad(line_no, seq, f"version {doc['v']} record after a version {version} record")
+        version = doc["v"]
         if seq != index:
             return bad(line_no, seq, f"sequence number {doc['seq']!r} where {index} was expected (record dropped, inserted or reordered)")
+        try:
+            canonical = encode(doc) == raw
+        except CanonicalJsonError:
+            canonical = False
+        if not canonical:
+            return bad(line_no, seq, f"line is not the canonical encoding of a version {version} record")
+        problem = _content_problem(doc)
+        if problem is not None:
+            return bad(line_no, seq, problem)
         if not isinstance(doc["prev"], str) or not hmac.compare_digest(doc["prev"], prev):
             return bad(line_no, seq, "prev hash does not match the previous record (record dropped, inserted or reordered)")
-        try:
-            expected = record_hash(record_body(seq, doc["time"], doc["actor"], doc["kind"], doc["details"], doc["prev"]))
-        except Exception:
-            return bad(line_no, seq, "record content cannot be hashed")
+        expected = record_hash(record_body(seq, doc["time"], doc["actor"], doc["kind"], doc["details"], doc["prev"], doc["v"]))
         if not isinstance(doc["hash"], str) or not hmac.compare_digest(doc["hash"], expected):
             return bad(line_no, seq, "record hash does not match its content (record edited)")
         if doc["kind"] == CHECKPOINT_KIND:

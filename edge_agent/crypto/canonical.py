@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,6 +45,47 @@ def jcs(obj: Any) -> bytes:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
         raise CanonicalJsonError(f"value cannot be encoded by RFC 8785: {exc}", "use integers within +-(2^53-1) and finite numbers") from None
+
+
+class DuplicateKey(CanonicalJsonError):
+    """A JSON object names the same member twice (two programs could read it two ways)."""
+
+
+def loads_strict(data: bytes, on_error: Callable[[str, str], Exception] | None = None) -> Any:
+    """Parse UTF-8 JSON refusing what a canonical encoding never contains and readers disagree on:
+    duplicate member names, NaN/Infinity, invalid UTF-8. ``on_error(message, hint)`` makes the
+    caller's own error type (CanonicalJsonError by default; DuplicateKey for a repeated member)."""
+
+    def fail(message: str, hint: str, duplicate: bool = False) -> Exception:
+        if on_error is not None:
+            return on_error(message, hint)
+        return (DuplicateKey if duplicate else CanonicalJsonError)(message, hint)
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise fail(f"duplicate JSON key {key!r}", "a document with repeated keys could be read two ways; rejected", True)
+            out[key] = value
+        return out
+
+    def constant(name: str) -> Any:
+        raise fail(f"JSON constant {name} is not allowed", "numbers must be finite")
+
+    try:
+        return json.loads(bytes(data).decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
+    except UnicodeDecodeError:
+        raise fail("payload is not UTF-8", "the sender must send UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"payload is not valid JSON: {exc.msg}", "the sender must send JSON") from None
+
+
+def is_jcs(data: bytes, obj: Any) -> bool:
+    """True when ``data`` is exactly the RFC 8785 encoding of ``obj`` (what new formats require)."""
+    try:
+        return jcs(obj) == bytes(data)
+    except CanonicalJsonError:
+        return False
 
 
 def _check(value: Any, where: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 import uuid
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from edge_agent.crypto.canonical import CanonicalJsonError, jcs
+from edge_agent.crypto.canonical import is_jcs, loads_strict
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identifiers import IdentifierError, check_deployment_id, check_device_id, check_subject_ref
 from edge_agent.timestamps import TimestampError, format_timestamp, parse_timestamp
@@ -274,37 +273,14 @@ def parse_payload(payload: bytes) -> dict[str, Any]:
     must be exactly its RFC 8785 encoding (NonCanonicalPayload otherwise)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise EventFormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", "crops must be small JPEGs")
-    try:
-        text = payload.decode("utf-8")
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise EventFormatError("payload is not UTF-8", "the sender must send JSON") from None
-    except json.JSONDecodeError as exc:
-        raise EventFormatError(f"payload is not valid JSON: {exc.msg}", "the sender must send JSON") from None
+    data = loads_strict(payload, EventFormatError)
     if isinstance(data, dict) and data.get("schema") == SCHEMA_V2:
-        try:
-            canonical = jcs(data) == bytes(payload)
-        except CanonicalJsonError:
-            canonical = False
-        if not canonical:
+        if not is_jcs(payload, data):
             raise NonCanonicalPayload(
                 f"{SCHEMA_V2} payload is not in RFC 8785 canonical form",
                 "a v2 event travels as exactly jcs(event): sorted keys, no whitespace, ECMAScript numbers (docs/formats/events.md)",
             )
     return data
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise EventFormatError(f"duplicate JSON key {k!r}", "a payload with repeated keys could be read two ways; rejected")
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise EventFormatError(f"JSON constant {name} is not allowed", "scores must be finite numbers")
 
 
 def _is_number(v: Any) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import stat
 from datetime import datetime, timedelta, timezone
@@ -12,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.audit import AuditError, AuditLog, BiometricDataRefused, verify_audit_log
 from edge_agent.audit.log import record_body, record_hash
-from edge_agent.crypto.canonical import canonical_json
+from edge_agent.crypto.canonical import canonical_json, jcs
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 
@@ -47,10 +49,10 @@ def test_record_fields_pinned(tmp_path, key):
     lines = write_log(tmp_path / "a.jsonl", key, n=1)
     doc = json.loads(lines[0])
     assert set(doc) == {"v", "seq", "time", "actor", "kind", "details", "prev", "hash"}
-    assert doc["time"] == "2026-11-22T08:00:00Z" and doc["actor"] == "device:cam-01"
+    assert doc["v"] == 2 and doc["time"] == "2026-11-22T08:00:00.000Z" and doc["actor"] == "device:cam-01"
     body = {k: doc[k] for k in doc if k != "hash"}
-    assert doc["hash"] == record_hash(body)
-    assert lines[0].encode() == canonical_json(doc)
+    assert doc["hash"] == record_hash(body) == hashlib.sha256(jcs(body)).hexdigest()
+    assert lines[0].encode() == jcs(doc)
 
 
 def _rewrite(path, lines):
@@ -72,7 +74,7 @@ def test_edit_with_recomputed_hash_detected(tmp_path, key):
     doc = json.loads(lines[2])
     doc["details"]["subject_ref"] = "S9"
     doc["hash"] = record_hash({k: doc[k] for k in doc if k != "hash"})
-    lines[2] = canonical_json(doc).decode()
+    lines[2] = jcs(doc).decode()
     _rewrite(path, lines)
     r = verify_audit_log(path, key.public_key(), 5)
     assert not r.ok and r.first_bad_line == 4 and "prev hash" in r.reason
@@ -107,7 +109,7 @@ def test_rebuilt_chain_without_device_key_detected(tmp_path, key):
         d["prev"] = prev
         d["hash"] = record_hash(record_body(d["seq"], d["time"], d["actor"], d["kind"], d["details"], d["prev"]))
         prev = d["hash"]
-    _rewrite(path, [canonical_json(d).decode() for d in docs])
+    _rewrite(path, [jcs(d).decode() for d in docs])
     r = verify_audit_log(path, key.public_key(), 5)
     assert not r.ok and r.first_bad_seq == 5 and "checkpoint signature" in r.reason
     # ... and stripping the checkpoints instead is caught by the checkpoint interval
@@ -117,7 +119,7 @@ def test_rebuilt_chain_without_device_key_detected(tmp_path, key):
         d["seq"], d["prev"] = i, prev
         d["hash"] = record_hash(record_body(d["seq"], d["time"], d["actor"], d["kind"], d["details"], d["prev"]))
         prev = d["hash"]
-    _rewrite(path, [canonical_json(d).decode() for d in docs])
+    _rewrite(path, [jcs(d).decode() for d in docs])
     r = verify_audit_log(path, key.public_key(), 5)
     assert not r.ok and r.first_bad_seq == 5 and "without a signed checkpoint" in r.reason
 
@@ -209,10 +211,15 @@ def test_doc_lists_record_fields_and_kinds():
     from edge_agent.audit.log import KINDS
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "formats" / "audit.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.M))
-    assert documented == {"v", "seq", "time", "actor", "kind", "details", "prev", "hash", "signature"}
-    for kind in KINDS:
-        assert f"`{kind}`" in text
+    fields_table = text.split("## Records", 1)[1].split("### Kinds", 1)[0]
+    kinds_table = text.split("### Kinds", 1)[1].split("## ", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", fields_table, flags=re.M)
+    assert documented == ["v", "seq", "time", "actor", "kind", "details", "prev", "hash", "signature"]
+    assert re.findall(r"^\| `([a-z_]+)` \|", kinds_table, flags=re.M) == list(KINDS)
+    from edge_agent.audit.log import KIND_PATTERN
+    from edge_agent.identifiers import ACTOR
+
+    assert f"`{KIND_PATTERN.pattern}`" in fields_table and f"`{ACTOR.pattern.pattern}`" in fields_table
 
 
 def test_concurrent_threads_and_processes_keep_one_chain(tmp_path, key):
@@ -245,3 +252,107 @@ def _child_appends(path, key):
     with AuditLog.open(path, key, "operator:other", checkpoint_every=7) as other:
         for i in range(25):
             other.append("config_changed", {"i": i}, now=T0)
+
+
+def test_every_kind_the_code_writes_is_documented():
+    """Scan every audit append with a literal kind (device) and the control room's constants."""
+    import re
+    from pathlib import Path
+
+    from edge_agent.audit.log import KINDS
+    from edge_agent.control_room import auditing
+
+    root = Path(__file__).resolve().parents[2] / "edge_agent"
+    written = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        written |= set(re.findall(r"audit\w*\.append\(\s*\"([a-z_]+)\"", text))
+    assert {"faces_processed", "session_summary", "watchlist_loaded", "spool_dropped"} <= written  # the scan finds them
+    assert written - set(KINDS) == set(), "a device kind is written but not listed in KINDS / docs/formats/audit.md"
+    assert not set(KINDS) & set(auditing.KINDS)
+
+
+def _v1_log(path, key, n=4):
+    """A log exactly as the version 1 writer wrote it (canonical_json lines, times without a zero fraction)."""
+    from edge_agent.crypto.canonical import format_utc
+
+    prev, lines = "0" * 64, []
+    for i in range(n):
+        body = record_body(i, format_utc(T0 + timedelta(seconds=i)), "device:cam-01", "alert_raised", {"score": 0.71, "i": i}, prev, 1)
+        digest = hashlib.sha256(canonical_json(body)).hexdigest()
+        lines.append(canonical_json({**body, "hash": digest}).decode())
+        prev = digest
+    body = record_body(n, format_utc(T0 + timedelta(seconds=n)), "device:cam-01", "checkpoint", {"head_seq": n - 1, "head_hash": prev}, prev, 1)
+    digest = hashlib.sha256(canonical_json(body)).hexdigest()
+    sig = base64.b64encode(key.sign(b"edge-agent audit checkpoint v1\x00" + bytes.fromhex(digest))).decode()
+    lines.append(canonical_json({**body, "hash": digest, "signature": sig}).decode())
+    path.write_text("".join(line + "\n" for line in lines))
+    return lines
+
+
+def test_version_1_logs_still_verify_and_continue_as_version_2(tmp_path, key):
+    path = tmp_path / "old.log"
+    lines = _v1_log(path, key)
+    assert '"time":"2026-11-22T08:00:00Z"' in lines[0] and '"v":1' in lines[0]
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert r.ok and r.records == 5 and r.checkpoints == 1
+    with AuditLog.open(path, key, "device:cam-01", checkpoint_every=5) as log:
+        log.append("config_changed", {"sha256": "ab" * 32}, now=T0 + timedelta(minutes=1))
+    docs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["v"] for d in docs] == [1, 1, 1, 1, 1, 2, 2]
+    assert docs[5]["prev"] == docs[4]["hash"]
+    assert verify_audit_log(path, key.public_key(), 5).ok
+
+
+def test_a_version_1_record_after_version_2_is_refused(tmp_path, key):
+    path = tmp_path / "a.log"
+    lines = write_log(path, key, n=2)
+    doc = json.loads(lines[1])
+    doc.update(v=1, time="2026-11-22T08:00:01Z")
+    doc["hash"] = hashlib.sha256(canonical_json({k: doc[k] for k in doc if k != "hash"})).hexdigest()
+    lines[1] = canonical_json(doc).decode()
+    _rewrite(path, lines[:2])
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_seq == 1 and "version 1 record after a version 2" in r.reason
+
+
+def test_a_duplicate_details_key_is_refused(tmp_path, key):
+    """The code accepted this before: one hash, two readings of the record."""
+    path = tmp_path / "a.log"
+    lines = write_log(path, key, n=3)
+    forged = lines[1].replace('"details":{', '"details":{"subject_ref":"FORGED"},"details":{', 1)
+    assert json.loads(forged)["details"] == json.loads(lines[1])["details"]  # a lax reader sees the original
+    _rewrite(path, [lines[0], forged, *lines[2:]])
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_line == 2 and "duplicate JSON key 'details'" in r.reason
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda line: line.replace(',"kind"', ', "kind"'), "canonical"),
+        (lambda line: line.replace('"score":0.71', '"score":7.1e-1'), "canonical"),
+        (lambda line: line + " ", "canonical"),
+    ],
+)
+def test_a_line_not_in_canonical_form_is_refused(tmp_path, key, change, reason):
+    path = tmp_path / "a.log"
+    lines = write_log(path, key, n=3)
+    _rewrite(path, [lines[0], change(lines[1]), *lines[2:]])
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and r.first_bad_line == 2 and reason in r.reason
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [("time", "2026-11-22T08:00:01Z", "milliseconds"), ("actor", "device:cam\u043001", "actor"), ("kind", "Alert", "kind")],
+)
+def test_a_rehashed_record_outside_the_rules_is_refused(tmp_path, key, field, value, reason):
+    path = tmp_path / "a.log"
+    lines = write_log(path, key, n=1)
+    doc = json.loads(lines[0])
+    doc[field] = value
+    doc["hash"] = record_hash({k: doc[k] for k in doc if k != "hash"})
+    _rewrite(path, [jcs(doc).decode()])
+    r = verify_audit_log(path, key.public_key(), 5)
+    assert not r.ok and reason in r.reason
