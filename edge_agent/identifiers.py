@@ -113,8 +113,15 @@ REVIEWER = IdentifierRule(
     min_length=1,
     max_length=64,
 )
+CONTROL_ROOM_ID = IdentifierRule(
+    name="control room id",
+    pattern=re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
+    allowed="1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit (the control room that signs receipts)",
+    min_length=1,
+    max_length=64,
+)
 #: Every rule, for the documentation table test (docs/formats/identifiers.md).
-RULES: tuple[IdentifierRule, ...] = (DEVICE_ID, DEPLOYMENT_ID, SUBJECT_REF, ACTOR, REVIEWER)
+RULES: tuple[IdentifierRule, ...] = (DEVICE_ID, DEPLOYMENT_ID, SUBJECT_REF, ACTOR, REVIEWER, CONTROL_ROOM_ID)
 
 
 def check_device_id(value: object) -> str:
@@ -135,6 +142,10 @@ def check_actor(value: object) -> str:
 
 def check_reviewer(value: object) -> str:
     return REVIEWER.check(value)
+
+
+def check_control_room_id(value: object) -> str:
+    return CONTROL_ROOM_ID.check(value)
 
 
 def check_topic_prefix(value: object) -> str:
