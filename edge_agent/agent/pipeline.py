@@ -20,14 +20,18 @@ import numpy as np
 
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.capture.frame import Frame
+from edge_agent.errors import EdgeAgentError
 from edge_agent.events.builder import MatchDecision
 from edge_agent.events.crop import crop_face_jpeg
+from edge_agent.events.spool import SpoolError
 from edge_agent.vision.core import RecognitionCore
 from edge_agent.watchlist.gallery import Candidate
 
 log = logging.getLogger(__name__)
 
 CANDIDATES_PER_FACE = 3
+MAX_WAITING_ALERTS = 64  # alerts held in memory while the spool cannot store them (disk full)
+ALERT_RETRY_S = 1.0  # how often a waiting alert is offered to the spool again
 
 
 class Watchlist(Protocol):
@@ -41,6 +45,8 @@ class Watchlist(Protocol):
 
 
 RaiseAlert = Callable[[MatchDecision, bytes, datetime], object]
+#: Told when an alert could not be raised: the error, and how many alerts now wait in memory.
+AlertFailure = Callable[[EdgeAgentError, int], None]
 
 
 @dataclass
@@ -56,6 +62,8 @@ class PipelineCounters:
     alerts: int = 0
     alerts_suppressed: int = 0
     matches_discarded_at_deployment_end: int = 0
+    alerts_waiting: int = 0  # matched, not yet stored (the spool refused them; retried)
+    alerts_not_stored: int = 0  # given up: more than MAX_WAITING_ALERTS waited, or the alert could not be built
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=256))
     frame_times: deque = field(default_factory=lambda: deque(maxlen=64))
 
@@ -112,6 +120,7 @@ class MatchingPipeline:
         gate: AlertGate | None = None,
         max_faces_per_frame: int = 10,
         local_alert: Callable[[MatchDecision], None] | None = None,
+        on_alert_failure: AlertFailure | None = None,
     ) -> None:
         self.core = core
         self.watchlist = watchlist
@@ -122,6 +131,10 @@ class MatchingPipeline:
         self.gate: AlertGate = gate or AlertGate()
         self.max_faces_per_frame = max_faces_per_frame
         self._local_alert = local_alert  # None in silent mode: the wearer is never prompted
+        self._on_alert_failure = on_alert_failure
+        # Alerts the gate released that are not stored yet (issue 10.9: one failure must not drop the rest).
+        self._waiting: deque[_PendingAlert] = deque()
+        self._retry_at = 0.0
         self.counters = PipelineCounters()
 
     def process(self, frame: Frame) -> int:
@@ -134,7 +147,7 @@ class MatchingPipeline:
         if not self.watchlist.active(now):
             # No authority to match: nothing is detected or embedded, and matches still settling are dropped.
             self.counters.frames_outside_deployment += 1
-            self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending()
+            self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending() + self._discard_waiting()
             return 0
         faces = self.core.faces(frame.image)[: self.max_faces_per_frame]
         self.counters.faces += len(faces)
@@ -160,15 +173,50 @@ class MatchingPipeline:
     def finish(self) -> int:
         """Raise every match still settling (end of a replay, or shutdown), if matching is still authorised."""
         if not self.watchlist.active(self._clock()):
-            self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending()
+            self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending() + self._discard_waiting()
             return 0
-        return self._emit(self.gate.due(float("inf"), flush=True))
+        return self._emit(self.gate.due(float("inf"), flush=True), retry_now=True)
 
-    def _emit(self, due: list[_PendingAlert]) -> int:
-        for pending in due:
-            self._raise_alert(pending.decision, pending.crop_jpeg, pending.captured_at)
-            if self._local_alert is not None:
-                self._local_alert(pending.decision)
-        self.counters.alerts += len(due)
+    def _discard_waiting(self) -> int:
+        count = len(self._waiting)
+        self._waiting.clear()
+        self.counters.alerts_waiting = 0
+        return count
+
+    def _emit(self, due: list[_PendingAlert], retry_now: bool = False) -> int:
+        """Raise the gate's alerts in order. The spool refusing one (disk full) keeps it and every
+        later one waiting, retried every ALERT_RETRY_S; matching goes on meanwhile. An alert that
+        cannot be built at all is given up alone. Both are reported to ``on_alert_failure``."""
+        self._waiting.extend(due)
+        while len(self._waiting) > MAX_WAITING_ALERTS:
+            self._waiting.popleft()  # the oldest: a fresh alert is the actionable one
+            self.counters.alerts_not_stored += 1
+        raised = 0
+        if self._waiting and (retry_now or time.monotonic() >= self._retry_at):
+            while self._waiting:
+                pending = self._waiting[0]
+                try:
+                    self._raise_alert(pending.decision, pending.crop_jpeg, pending.captured_at)
+                except SpoolError as exc:
+                    self._retry_at = time.monotonic() + ALERT_RETRY_S
+                    self._report(exc)
+                    break
+                except EdgeAgentError as exc:
+                    self._waiting.popleft()
+                    self.counters.alerts_not_stored += 1
+                    self._report(exc)
+                    continue
+                self._waiting.popleft()
+                raised += 1
+                if self._local_alert is not None:
+                    self._local_alert(pending.decision)
+        self.counters.alerts += raised
+        self.counters.alerts_waiting = len(self._waiting)
         self.counters.alerts_suppressed = self.gate.suppressed
-        return len(due)
+        return raised
+
+    def _report(self, exc: EdgeAgentError) -> None:
+        self.counters.alerts_waiting = len(self._waiting)
+        log.error("alert not stored: %s (%d waiting)", exc.message, len(self._waiting))
+        if self._on_alert_failure is not None:
+            self._on_alert_failure(exc, len(self._waiting))

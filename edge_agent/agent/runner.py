@@ -21,6 +21,7 @@ from edge_agent.agent.config_change import record_config_change
 from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
 from edge_agent.agent.pacing import FramePacer, PacingPolicy
 from edge_agent.agent.pipeline import MatchingPipeline
+from edge_agent.agent.storage_health import StorageHealth
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
 from edge_agent.capture.factory import is_live, open_source
@@ -169,6 +170,7 @@ def run_agent(
         source = open_source(config.capture)
         # The outbox wakes the publisher, which does not exist yet: a closure resolves it at call time.
         outbox = AlertOutbox(builder, spool, audit, notify=lambda: publisher.notify() if publisher else None)
+        health = StorageHealth(audit, outbox, notifier, f"matching for deployment {deployment.deployment_id}")
         pipeline = MatchingPipeline(
             core,
             watchlist,
@@ -179,6 +181,7 @@ def run_agent(
             gate=AlertGate(settle_s=ALERT_SETTLE_S, cooldown_s=config.pipeline.alert_cooldown_s),
             max_faces_per_frame=config.pipeline.max_faces_per_frame,
             local_alert=None if deployment.silent else (on_alert or _prompt_wearer),
+            on_alert_failure=health.alert_failed,
         )
 
         def telemetry() -> Telemetry:
@@ -192,6 +195,9 @@ def run_agent(
                 latency_ms_p99=round(counters.latency_percentile_ms(99), 2),
                 fps=round(counters.fps(), 2),
                 temperature_c=cpu_temperature_c(),
+                health=health.state,
+                alerts_waiting=counters.alerts_waiting,
+                alerts_unaudited=health.report().alerts_unaudited,
             )
 
         if broker is not None:
@@ -205,8 +211,7 @@ def run_agent(
             """A ``faces_processed`` record with the counts since the previous one (deltas add up)."""
             current = pipeline.counters.counts()
             delta = {k: v - reported.get(k, 0) for k, v in current.items()}
-            if any(delta.values()):
-                audit.append("faces_processed", {"deployment_id": deployment.deployment_id, **delta})
+            if any(delta.values()) and health.safe_append("faces_processed", {"deployment_id": deployment.deployment_id, **delta}):
                 reported.update(current)
 
         pacer = _pacer(config)
@@ -229,6 +234,7 @@ def run_agent(
                         notifier.ready(f"matching for deployment {deployment.deployment_id}")
                         log.info("first frame processed %.2f s after start", startup_s)
                     notifier.watchdog()
+                    health.tick(pipeline.counters.alerts_waiting)
                     if stop.is_set():
                         reason = "stopped"
                         break
@@ -249,9 +255,10 @@ def run_agent(
             enforce_retention(store, clock(), audit)
         counters = pipeline.counters
         skipped = pacer.skipped if pacer is not None else 0
-        audit.append(
+        health.safe_append(
             "session_summary",
-            {"deployment_id": deployment.deployment_id, **counters.counts(), "dropped_frames": source.dropped, "skipped_for_power": skipped, "stopped_because": reason},
+            {"deployment_id": deployment.deployment_id, **counters.counts(), "dropped_frames": source.dropped, "skipped_for_power": skipped, "stopped_because": reason,
+             "alerts_not_stored": counters.alerts_not_stored + counters.alerts_waiting},
         )
         return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s, skipped)
     finally:

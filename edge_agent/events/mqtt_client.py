@@ -61,6 +61,9 @@ class Telemetry:
     latency_ms_p99: float = 0.0
     fps: float = 0.0
     temperature_c: float | None = None  # SoC temperature where the board exposes it
+    health: str = "ok"  # edge_agent.agent.storage_health state: can alerts still be stored?
+    alerts_waiting: int = 0  # matched but refused by the spool (disk full), retried from memory
+    alerts_unaudited: int = 0  # stored but held back until their audit record is written
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ Each spool database draws a random 128-bit epoch when it is created and keeps it
 alerts carry it (``spool_epoch``), so if the spool is lost and recreated, its restarted sequence
 numbers are told apart from replays (issue 10.10).
 
+Spooling an alert and auditing it are one durable step (issue 11): a row is committed with
+``audited = 0`` and the publisher does not see it until the caller has written its audit record
+and marked it (``mark_audited``). A crash between the two leaves an unsent row that the next
+start audits first (``unaudited()``), never a sent alert with no audit record.
+
 The queue is bounded by total bytes and by age. When full, the *oldest* undelivered events are
 dropped to make room (a fresh alert is the actionable one); events older than the retention
 period are purged. Every drop is counted in the database and reported to ``on_drop`` (the
@@ -30,7 +35,7 @@ from edge_agent.events.schema import format_time, parse_time
 from edge_agent.identifiers import MAX_RETENTION, check_retention
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-SPOOL_SCHEMA_VERSION = 1
+SPOOL_SCHEMA_VERSION = 2  # 2: events.audited (1 read and upgraded in place)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -39,7 +44,8 @@ CREATE TABLE IF NOT EXISTS events (
     event_id TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL,
     payload BLOB NOT NULL,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    audited INTEGER NOT NULL DEFAULT 1
 );
 """
 
@@ -104,6 +110,7 @@ class Spool:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SPOOL_SCHEMA_VERSION,))
+            self._upgrade()
             for key in ("last_seq", "dropped_size_limit", "dropped_retention"):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
             # Stored as a 16-byte BLOB: a hex text in an INTEGER-affinity column could be coerced to a number.
@@ -137,10 +144,22 @@ class Spool:
     def _meta(self, key: str) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
-    def append(self, make_event: EventFactory) -> SpooledEvent:
+    def _upgrade(self) -> None:
+        """Version 1 -> 2: add ``audited`` (rows of a v1 spool were audited when they were stored)."""
+        if self._meta("schema_version") != 1:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        if "audited" not in columns:
+            self._db.execute("ALTER TABLE events ADD COLUMN audited INTEGER NOT NULL DEFAULT 1")
+        self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (SPOOL_SCHEMA_VERSION,))
+        self._db.execute("COMMIT")
+
+    def append(self, make_event: EventFactory, audited: bool = True) -> SpooledEvent:
         """Allocate the next sequence number, build the event with it and commit both atomically.
 
-        Raises SpoolError (nothing changed) when the disk or database is full.
+        With ``audited=False`` the row stays invisible to ``pending``/``get`` until
+        ``mark_audited``. Raises SpoolError (nothing changed) when the disk or database is full.
         """
         now = self._clock()
         with self._lock:
@@ -153,8 +172,8 @@ class Spool:
                         raise SpoolError(f"event of {len(payload)} bytes is larger than the whole spool ({self.max_bytes})", "raise the spool size bound")
                     self._db.execute("UPDATE meta SET value=? WHERE key='last_seq'", (seq,))
                     self._db.execute(
-                        "INSERT INTO events (seq, event_id, created_at, payload, size) VALUES (?,?,?,?,?)",
-                        (seq, event_id, format_time(now), payload, len(payload)),
+                        "INSERT INTO events (seq, event_id, created_at, payload, size, audited) VALUES (?,?,?,?,?,?)",
+                        (seq, event_id, format_time(now), payload, len(payload), int(audited)),
                     )
                     drops = self._enforce_size(exclude_seq=seq)
                     self._db.execute("COMMIT")
@@ -221,17 +240,31 @@ class Spool:
         """Undelivered events with seq > after_seq, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, created_at, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+                "SELECT seq, event_id, created_at, payload FROM events WHERE seq > ? AND audited = 1 ORDER BY seq LIMIT ?", (after_seq, limit)
             ).fetchall()
         return [SpooledEvent(int(s), e, parse_time(c), bytes(p)) for s, e, c, p in rows]
 
     def get(self, seq: int) -> SpooledEvent | None:
         """The queued event with this seq, or None if it was delivered or dropped."""
         with self._lock:
-            row = self._db.execute("SELECT seq, event_id, created_at, payload FROM events WHERE seq=?", (seq,)).fetchone()
+            row = self._db.execute("SELECT seq, event_id, created_at, payload FROM events WHERE seq=? AND audited = 1", (seq,)).fetchone()
         if row is None:
             return None
         return SpooledEvent(int(row[0]), row[1], parse_time(row[2]), bytes(row[3]))
+
+    def unaudited(self) -> list[SpooledEvent]:
+        """Committed rows whose audit record was not yet written (a crash or a full disk in between)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, event_id, created_at, payload FROM events WHERE audited = 0 ORDER BY seq").fetchall()
+        return [SpooledEvent(int(s), e, parse_time(c), bytes(p)) for s, e, c, p in rows]
+
+    def mark_audited(self, seq: int) -> None:
+        """The row's audit record is on disk: hand it to the publisher."""
+        with self._lock:
+            try:
+                self._db.execute("UPDATE events SET audited = 1 WHERE seq = ?", (seq,))
+            except sqlite3.OperationalError as exc:
+                raise self._storage_error(exc) from None
 
     def acknowledge(self, seq: int) -> bool:
         """Delete a delivered event (call only on PUBACK). True if it was still queued."""
