@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--expires", help="UTC expiry earlier than the deployment end, e.g. 2026-11-22T18:00:00Z")
     p.add_argument("--control-room-pub", type=Path, help="control_room_x25519.pub: also write the reference images sealed to the control room")
+    p.add_argument("--record-out", type=Path, help="the signed central build record (default: OUT.record.json): the listings the package leaves out; never sent to a device")
     p.add_argument("--references-out", type=Path, help="where to write them (default: OUT.references.json); never sent to a device")
     p.add_argument("--max-image-age-years", type=float, default=DEFAULT_MAX_IMAGE_AGE_YEARS, help="warn on older reference images")
     p.add_argument("--models", type=Path, default=None)
@@ -153,6 +154,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         control_room = load_public_key(args.control_room_pub, X25519PublicKey)
     elif args.references_out is not None:
         raise ConfigError("--references-out needs --control-room-pub", "give the control room's X25519 public key to seal the images to")
+    record_out = args.record_out or Path(f"{args.out}.record.json")
+    if record_out.exists():
+        raise ConfigError(f"{record_out} already exists", "choose another --record-out")
     references_out = args.references_out or Path(f"{args.out}.references.json")
     if control_room is not None and references_out.exists():
         raise ConfigError(f"{references_out} already exists", "choose another --references-out")
@@ -166,6 +170,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     for w in result.warnings:
         print(f"warning [{w.code}] {w.subject_ref}: {w.message}", file=sys.stderr)
     atomic_write(args.out, result.package, 0o644)  # encrypted and signed; readable by whoever ships it
+    atomic_write(record_out, result.record, 0o600)  # the listings' legal basis, dates, under-18 notes: central only
+    print(f"{record_out}: central build record (image source, legal basis, dates, under-18 justification; keep it, do not ship it)")
     if result.references is not None:
         atomic_write(references_out, result.references, 0o600)  # sealed, but for the control room only
         print(f"{references_out}: reference images sealed to the control room (import with edge-agent control-room import-references)")

@@ -21,6 +21,8 @@ AUDIT_CHECKPOINT_V1 = b"edge-agent audit checkpoint v1\x00"
 DEPLOYMENT_V1 = b"edge-agent deployment v1\x00"
 THRESHOLD_APPROVAL_V1 = b"edge-agent threshold-approval v1\x00"
 WATCHLIST_V1 = b"edge-agent watchlist v1\x00"
+WATCHLIST_V2 = b"edge-agent watchlist v2\x00"
+WATCHLIST_BUILD_RECORD_V1 = b"edge-agent watchlist build-record v1\x00"
 ALERT_V2 = b"edge-agent alert v2\x00"
 RECEIPT_V1 = b"edge-agent receipt v1\x00"
 ADJUDICATION_V1 = b"edge-agent adjudication v1\x00"
@@ -29,7 +31,8 @@ ALERT_V1_UNDOMAINED = b""
 
 #: Domains new signatures may be made under.
 SIGNING_DOMAINS: frozenset[bytes] = frozenset(
-    {AUDIT_CHECKPOINT_V1, DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, WATCHLIST_V1, ALERT_V2, RECEIPT_V1, ADJUDICATION_V1}
+    {AUDIT_CHECKPOINT_V1, DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, WATCHLIST_V1, WATCHLIST_V2, WATCHLIST_BUILD_RECORD_V1, ALERT_V2, RECEIPT_V1,
+     ADJUDICATION_V1}
 )
 #: Domains signatures are verified under (legacy formats are read, never written).
 VERIFYING_DOMAINS: frozenset[bytes] = SIGNING_DOMAINS | {ALERT_V1_UNDOMAINED}

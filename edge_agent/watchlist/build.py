@@ -1,6 +1,8 @@
 """Central watchlist build: subjects.csv + reference photos -> templates -> a signed package.
 
-Runs at the authority, never on a device. Every lawful-listing rule that can be checked from the
+Runs at the authority, never on a device. Writes two things: the package (format v2: templates,
+references and categories only) and the signed central build record with each subject's full
+listing (issue 10.6). Every lawful-listing rule that can be checked from the
 inputs is checked here (policing.md 4-7): closed categories, opaque references, under-18
 justification (an error), size cap (an error), and warnings for old, low-quality, faceless or
 multi-face reference images, which are skipped rather than guessed at.
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError, ImageError
+from edge_agent.watchlist.build_record import make_build_record, sign_build_record
 from edge_agent.watchlist.entry import WatchlistEntry
 from edge_agent.watchlist.errors import WatchlistBuildError
 from edge_agent.watchlist.package import pack_watchlist
@@ -63,8 +66,10 @@ class BuildWarning:
 @dataclass
 class BuildResult:
     package: bytes
-    entries: list[WatchlistEntry]
+    entries: list[WatchlistEntry]  # the central listings, in package order (the package holds only their device entries)
     warnings: list[BuildWarning] = field(default_factory=list)
+    #: The signed central build record (build_record.py): what the package leaves out, bound to it.
+    record: bytes = b""
     #: The kept reference images sealed to the control room (edge_agent.control_room.references);
     #: None when no control-room key was given. Central only: never part of the package.
     references: bytes | None = None
@@ -246,7 +251,11 @@ def build_watchlist(
 
         kept_subjects = {e.subject_ref for e in entries}
         references = seal_references(record.deployment_id, [r for r in reference_images if r[0] in kept_subjects], control_room)
-    return BuildResult(package, entries, warnings, references)
+    record_bytes = sign_build_record(
+        make_build_record(package, entries, [{"code": w.code, "subject_ref": w.subject_ref, "message": w.message} for w in warnings]),
+        authority_key,
+    )
+    return BuildResult(package, entries, warnings, record_bytes, references)
 
 
 def _identity(core: object) -> dict[str, str]:

@@ -1,4 +1,12 @@
-"""What one watchlist entry records (policing.md 5-6): an opaque reference, never a name or image."""
+"""What the watchlist records about one subject, centrally and on the device (policing.md 5-8).
+
+Two records on purpose (issue 10.6): ``WatchlistEntry`` is the central listing, with why and on
+what basis the subject is listed (image source, legal basis, image and review dates, whether a
+child and why that is justified); it is validated at build time and kept in the central build
+record (build_record.py). ``DeviceEntry`` is what a package (format v2) carries to a device:
+only what matching and an alert need, an opaque reference, the category and the template count.
+Neither ever holds a name or an image.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,9 @@ from edge_agent.identifiers import check_subject_ref
 # Closed list (policing.md 5; Bridges: a free-form "other" gave too broad a discretion).
 CATEGORIES = ("wanted_by_court", "suspect", "missing_vulnerable", "risk_to_self_or_others")
 MAX_TEXT = 200
+#: The on-device entry (watchlist package format v2).
+DEVICE_ENTRY_FIELDS = ("subject_ref", "category", "templates")
+#: The central listing: build input, build record, and the entries of legacy v1 packages.
 ENTRY_FIELDS = (
     "subject_ref",
     "category",
@@ -25,8 +36,45 @@ ENTRY_FIELDS = (
 )
 
 
+def _check_listed(subject_ref: str, category: str, templates: object) -> None:
+    # Opaque case/system references (no spaces, so "Firstname Lastname" cannot slip in; no '/').
+    check_subject_ref(subject_ref)
+    if category not in CATEGORIES:
+        raise ConfigError(
+            f"subject {subject_ref}: category {category!r} is not on the closed list",
+            f"use one of {', '.join(CATEGORIES)}",
+        )
+    if type(templates) is not int:
+        raise ConfigError(f"subject {subject_ref}: templates {templates!r} is not an integer", "the package must be rebuilt")
+    if templates < 1:
+        raise ConfigError(f"subject {subject_ref} has no template", "every entry needs at least one usable image")
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One subject as a device holds it: matching needs templates, an opaque reference and the category."""
+
+    subject_ref: str
+    category: str
+    templates: int  # number of templates this subject contributes, in package order
+
+    def __post_init__(self) -> None:
+        _check_listed(self.subject_ref, self.category, self.templates)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject_ref": self.subject_ref, "category": self.category, "templates": self.templates}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "DeviceEntry":
+        if not isinstance(doc, dict) or set(doc) != set(DEVICE_ENTRY_FIELDS):
+            raise ConfigError("watchlist entry has missing or unexpected fields", f"expected {', '.join(DEVICE_ENTRY_FIELDS)}")
+        return cls(doc["subject_ref"], doc["category"], doc["templates"])
+
+
 @dataclass(frozen=True)
 class WatchlistEntry:
+    """One subject's central listing (build input and build record; never on a v2 device)."""
+
     subject_ref: str
     category: str
     image_source: str
@@ -38,13 +86,7 @@ class WatchlistEntry:
     templates: int  # number of templates this subject contributes, in package order
 
     def __post_init__(self) -> None:
-        # Opaque case/system references (no spaces, so "Firstname Lastname" cannot slip in; no '/').
-        check_subject_ref(self.subject_ref)
-        if self.category not in CATEGORIES:
-            raise ConfigError(
-                f"subject {self.subject_ref}: category {self.category!r} is not on the closed list",
-                f"use one of {', '.join(CATEGORIES)}",
-            )
+        _check_listed(self.subject_ref, self.category, self.templates)
         for name in ("image_source", "legal_basis"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
@@ -56,8 +98,10 @@ class WatchlistEntry:
             )
         if self.last_review_date < self.image_date:
             raise ConfigError(f"subject {self.subject_ref}: last review {self.last_review_date} is before the image date {self.image_date}", "check the dates")
-        if self.templates < 1:
-            raise ConfigError(f"subject {self.subject_ref} has no template", "every entry needs at least one usable image")
+
+    def device_entry(self) -> DeviceEntry:
+        """What a device is given: the reference, the category and the template count, nothing else."""
+        return DeviceEntry(self.subject_ref, self.category, self.templates)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,7 +1,7 @@
-"""Watchlist package format v1: byte layout only (docs/formats/watchlist.md). No keys here.
+"""Watchlist package formats v2 (written) and v1 (read only): byte layout only (docs/formats/watchlist.md).
 
-    magic "EAWL" (4) | version (1) = 0x01
-    header_len (u32 BE) | header: canonical JSON
+    magic "EAWL" (4) | version (1) = 0x02 (0x01: legacy)
+    header_len (u32 BE) | header: JSON (v2: RFC 8785 JCS; v1: the old canonical JSON)
     seal_count (u16 BE) | per seal: id_len (u8) | device id (ASCII) | seal_len (u16 BE) | sealed content key
     payload_len (u64 BE) | payload: nonce (12) | AES-256-GCM ciphertext + tag (16)
     signature (64): Ed25519 by the authority over every byte before it
@@ -9,7 +9,13 @@
 The signature sits at a fixed place (the last 64 bytes) so it can be checked before anything
 else is parsed. The "prefix" (magic..header) is the AES-GCM AAD of the payload and, hashed, part
 of each seal's AAD: a seal or ciphertext cannot be moved to another package.
-Plaintext: meta_len (u32 BE) | meta: canonical JSON {"entries": [...]} | templates float32 little-endian.
+Plaintext: meta_len (u32 BE) | meta: JSON {"entries": [...]} | templates float32 little-endian.
+
+The versions share the layout. What v2 changes: the entries carry only subject_ref, category and
+templates (issue 10.6: the listing's image source, legal basis, dates and under-18 justification
+stay in the central build record); JSON is JCS; timestamps use the one form (edge_agent.timestamps);
+the signing domain and the seal context and AAD name version 2, so no v1 signature or seal can be
+taken for a v2 one.
 """
 
 from __future__ import annotations
@@ -22,18 +28,23 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.crypto.canonical import canonical_json
-from edge_agent.crypto.signing import WATCHLIST_V1
+from edge_agent.crypto.canonical import canonical_json, jcs
+from edge_agent.crypto.signing import WATCHLIST_V1, WATCHLIST_V2
 from edge_agent.watchlist.errors import NotAWatchlist, PackageTampered, UnknownFormatVersion
 
 MAGIC = b"EAWL"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what pack_watchlist writes
+READABLE_VERSIONS = (1, 2)
 FORMAT_NAME = "edge-agent-watchlist"
 SIGNATURE_LEN = 64
 NONCE_LEN = 12
 TAG_LEN = 16
-SEAL_CONTEXT = b"watchlist-v1"
-SIGNATURE_DOMAIN = WATCHLIST_V1  # the authority signs with this domain (edge_agent.crypto.signing)
+#: Per version: the seal's HKDF context, the seal AAD's domain and the authority's signing domain.
+SEAL_CONTEXTS = {1: b"watchlist-v1", 2: b"watchlist-v2"}
+SEAL_AAD_DOMAINS = {1: b"edge-agent watchlist v1 seal\x00", 2: b"edge-agent watchlist v2 seal\x00"}
+SIGNATURE_DOMAINS = {1: WATCHLIST_V1, 2: WATCHLIST_V2}
+SEAL_CONTEXT = SEAL_CONTEXTS[FORMAT_VERSION]
+SIGNATURE_DOMAIN = SIGNATURE_DOMAINS[FORMAT_VERSION]
 TEMPLATE_DTYPE = "<f4"
 EMBEDDING_DIM = 128  # SFace
 HEADER_FIELDS = (
@@ -57,8 +68,9 @@ MAX_HEADER = 1 << 20
 
 @dataclass(frozen=True)
 class Container:
-    """A v1 package split into its regions (nothing decrypted, nothing trusted yet)."""
+    """A package split into its regions (nothing decrypted, nothing trusted yet)."""
 
+    version: int
     prefix: bytes  # magic .. header, the payload AAD
     header: dict[str, Any]
     seals: dict[str, bytes]
@@ -67,15 +79,21 @@ class Container:
     signature: bytes
 
 
-def seal_aad(prefix: bytes, device_id: str) -> bytes:
-    return b"edge-agent watchlist v1 seal\x00" + device_id.encode("ascii") + b"\x00" + hashlib.sha256(prefix).digest()
+def canonical(obj: Any, version: int) -> bytes:
+    """The one serialisation of a header or entry list for ``version`` (v2: JCS; v1: legacy canonical JSON)."""
+    return jcs(obj) if version >= 2 else canonical_json(obj)
+
+
+def seal_aad(prefix: bytes, device_id: str, version: int = FORMAT_VERSION) -> bytes:
+    return SEAL_AAD_DOMAINS[version] + device_id.encode("ascii") + b"\x00" + hashlib.sha256(prefix).digest()
 
 
 def encode_prefix(header: dict[str, Any]) -> bytes:
+    """Magic, version and header of a new (v2) package."""
     missing = [f for f in HEADER_FIELDS if f not in header]
     if missing or set(header) != set(HEADER_FIELDS):
         raise ValueError(f"watchlist header fields wrong: missing {missing}, extra {sorted(set(header) - set(HEADER_FIELDS))}")
-    body = canonical_json(header)
+    body = jcs(header)
     return MAGIC + bytes([FORMAT_VERSION]) + struct.pack(">I", len(body)) + body
 
 
@@ -92,11 +110,18 @@ def check_magic_and_version(data: bytes) -> None:
     """Cheap checks that give a specific message before the signature is tried."""
     if len(data) < len(MAGIC) + 1 or data[: len(MAGIC)] != MAGIC:
         raise NotAWatchlist("this is not an edge-agent watchlist package (bad magic)", "check the file: expected a .eawl package from the authority")
-    if data[len(MAGIC)] != FORMAT_VERSION:
+    if data[len(MAGIC)] not in READABLE_VERSIONS:
         raise UnknownFormatVersion(
-            f"watchlist package format version {data[len(MAGIC)]} is not supported (this edge-agent reads version {FORMAT_VERSION})",
-            "upgrade edge-agent, or ask the authority for a version 1 package",
+            f"watchlist package format version {data[len(MAGIC)]} is not supported "
+            f"(this edge-agent reads versions {', '.join(map(str, READABLE_VERSIONS))})",
+            f"upgrade edge-agent, or ask the authority for a version {FORMAT_VERSION} package",
         )
+
+
+def package_version(data: bytes) -> int:
+    """The format version byte (after ``check_magic_and_version``)."""
+    check_magic_and_version(data)
+    return data[len(MAGIC)]
 
 
 def split_signature(data: bytes) -> tuple[bytes, bytes]:
@@ -107,7 +132,7 @@ def split_signature(data: bytes) -> tuple[bytes, bytes]:
 
 def decode_container(data: bytes) -> Container:
     """Split a package into regions; any inconsistency is PackageTampered. Call after the signature check."""
-    check_magic_and_version(data)
+    version = package_version(data)
     signed, signature = split_signature(data)
     view = memoryview(signed)
     pos = len(MAGIC) + 1
@@ -120,7 +145,7 @@ def decode_container(data: bytes) -> Container:
         pos += header_len
         prefix = bytes(view[:pos])
         header = json.loads(header_bytes.decode("utf-8"))
-        if not isinstance(header, dict) or canonical_json(header) != header_bytes:
+        if not isinstance(header, dict) or canonical(header, version) != header_bytes:
             raise ValueError("header is not canonical JSON")
         (count,) = struct.unpack_from(">H", view, pos)
         pos += 2
@@ -143,11 +168,11 @@ def decode_container(data: bytes) -> Container:
         payload = bytes(view[pos:])
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise PackageTampered(f"watchlist package structure is corrupt ({exc})", "copy the package again from the authority") from None
-    return Container(prefix, header, seals, payload, signed, signature)
+    return Container(version, prefix, header, seals, payload, signed, signature)
 
 
 def encode_plaintext(entries_json: list[dict[str, Any]], templates: np.ndarray) -> bytes:
-    meta = canonical_json({"entries": entries_json})
+    meta = jcs({"entries": entries_json})
     body = np.ascontiguousarray(templates, dtype=TEMPLATE_DTYPE).tobytes()
     return struct.pack(">I", len(meta)) + meta + body
 

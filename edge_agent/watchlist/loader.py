@@ -26,7 +26,8 @@ from edge_agent.deployment.policy import authorise
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identity.keys import DeviceKeys
-from edge_agent.watchlist.entry import WatchlistEntry
+from edge_agent.timestamps import TimestampError, parse_timestamp, truncate_to_ms
+from edge_agent.watchlist.entry import DeviceEntry, WatchlistEntry
 from edge_agent.watchlist.errors import (
     DeploymentMismatch,
     ModelMismatch,
@@ -38,13 +39,12 @@ from edge_agent.watchlist.errors import (
 from edge_agent.watchlist.format import (
     EMBEDDING_DIM,
     FORMAT_NAME,
-    FORMAT_VERSION,
     NONCE_LEN,
-    SEAL_CONTEXT,
-    check_magic_and_version,
+    SEAL_CONTEXTS,
+    SIGNATURE_DOMAINS,
     decode_container,
     decode_plaintext,
-    SIGNATURE_DOMAIN,
+    package_version,
     seal_aad,
     split_signature,
 )
@@ -56,7 +56,7 @@ class LoadedWatchlist:
     """A verified, decrypted watchlist held in memory for one deployment."""
 
     gallery: Gallery
-    entries: tuple[WatchlistEntry, ...]
+    entries: tuple[DeviceEntry, ...]  # only reference, category and template count (v1 extras dropped)
     deployment: DeploymentRecord
     expires_at: datetime
     not_before: datetime
@@ -88,10 +88,10 @@ def _model_dict(model_identity: Any) -> dict[str, str]:
 
 def verify_package_signature(data: bytes, authority_pub: Ed25519PublicKey) -> None:
     """Check the magic, version and the authority's signature over the whole package (before any field is trusted)."""
-    check_magic_and_version(data)
+    version = package_version(data)
     signed, signature = split_signature(data)
     try:
-        verify(authority_pub, SIGNATURE_DOMAIN, signed, signature)
+        verify(authority_pub, SIGNATURE_DOMAINS[version], signed, signature)
     except SignatureInvalid:
         raise PackageTampered(
             "watchlist package signature is not valid for the pinned authority key (altered, or not issued by the authority)",
@@ -117,18 +117,19 @@ def load_watchlist(
     data = _read(package)
     verify_package_signature(data, authority_pub)
     container = decode_container(data)
-    header = container.header
+    header, version = container.header, container.version
+    parse_time = parse_timestamp if version >= 2 else parse_utc  # v2: the one timestamp form only
     try:
-        if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+        if header.get("format") != FORMAT_NAME or header.get("version") != version:
             raise ValueError("format/version fields disagree with the container")
         if header.get("dim") != EMBEDDING_DIM or header.get("dtype") != "float32" or header.get("cipher") != "AES-256-GCM":
-            raise ValueError("dim/dtype/cipher are not those of format v1")
-        expires = parse_utc(header["expires"], "expires")
-        not_before = parse_utc(header["not_before"], "not_before")
+            raise ValueError(f"dim/dtype/cipher are not those of format v{version}")
+        expires = parse_time(header["expires"], "expires")
+        not_before = parse_time(header["not_before"], "not_before")
         template_count, dim, entry_count = int(header["template_count"]), int(header["dim"]), int(header["entry_count"])
         signed_deployment = SignedDeployment.from_json(header["deployment"])
         package_model = {str(k): str(v) for k, v in dict(header["model"]).items()}
-    except (KeyError, TypeError, ValueError, CanonicalJsonError, SecurityError) as exc:
+    except (KeyError, TypeError, ValueError, CanonicalJsonError, TimestampError, SecurityError) as exc:
         raise PackageTampered(f"watchlist header is invalid ({exc})", "ask the authority to rebuild the package") from None
 
     device_model = _model_dict(model_identity)
@@ -148,7 +149,8 @@ def load_watchlist(
             "push the deployment record and the watchlist built for it together",
         )
     record = authorise(signed_deployment, authority_pub, device_keys.device_id, now, approver_pubs, device_model)
-    if record.deployment_id != header.get("deployment_id") or expires > record.end or not_before != record.start:
+    start = truncate_to_ms(record.start) if version >= 2 else record.start  # what the one timestamp form can carry
+    if record.deployment_id != header.get("deployment_id") or expires > record.end or not_before != start:
         raise PackageTampered("watchlist header disagrees with its deployment record", "ask the authority to rebuild the package")
 
     sealed = container.seals.get(device_keys.device_id)
@@ -158,7 +160,9 @@ def load_watchlist(
             "ask the authority to build a package for this device",
         )
     try:
-        content_key = open_sealed(sealed, device_keys.sealing_key, SEAL_CONTEXT, seal_aad(container.prefix, device_keys.device_id))
+        content_key = open_sealed(
+            sealed, device_keys.sealing_key, SEAL_CONTEXTS[version], seal_aad(container.prefix, device_keys.device_id, version)
+        )
     except SecurityError:
         raise WrongDevice(
             f"watchlist seal for {device_keys.device_id!r} does not open with this device's key",
@@ -171,7 +175,8 @@ def load_watchlist(
         raise PackageTampered("watchlist payload does not decrypt (altered)", "obtain the package again from the authority") from None
     entries_json, templates = decode_plaintext(plaintext, template_count, dim)
     try:
-        entries = tuple(WatchlistEntry.from_json(e) for e in entries_json)
+        # v1 entries carried the whole listing: it is checked, then all but what matching needs is dropped.
+        entries = tuple(DeviceEntry.from_json(e) if version >= 2 else WatchlistEntry.from_json(e).device_entry() for e in entries_json)
     except ConfigError as exc:
         raise PackageTampered(f"watchlist entry is invalid ({exc.message})", "ask the authority to rebuild the package") from None
     if len(entries) != entry_count or sum(e.templates for e in entries) != template_count:
@@ -183,7 +188,7 @@ def load_watchlist(
         deployment=record,
         expires_at=expires,
         not_before=not_before,
-        version=FORMAT_VERSION,
+        version=version,
         package_id=str(header.get("package_id", "")),
         model=package_model,
         device_id=device_keys.device_id,

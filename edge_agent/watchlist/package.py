@@ -1,4 +1,7 @@
-"""Encrypt, seal and sign a watchlist package (central side). No recognition here: templates in, bytes out.
+"""Encrypt, seal and sign a watchlist package (central side, format v2). No recognition here: templates in, bytes out.
+
+The package carries each subject's ``DeviceEntry`` only (reference, category, template count); the
+listing's other fields are for the central build record (build_record.py), never for the device.
 
 Kept apart from build.py (photos -> templates) so the crypto can be tested and benchmarked with
 any templates, and so the device side never imports the build tooling.
@@ -16,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edge_agent.crypto.canonical import format_utc
 from edge_agent.crypto.sealing import seal
 from edge_agent.crypto.signing import sign
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.identifiers import check_device_id
+from edge_agent.timestamps import format_timestamp
 from edge_agent.watchlist.entry import WatchlistEntry
 from edge_agent.watchlist.errors import WatchlistBuildError
 from edge_agent.watchlist.format import (
@@ -47,12 +50,13 @@ def pack_watchlist(
     now: datetime,
     expires: datetime | None = None,
 ) -> bytes:
-    """Return a signed v1 package. ``templates`` rows follow ``entries`` order (entry.templates rows each)."""
+    """Return a signed v2 package. ``templates`` rows follow ``entries`` order (entry.templates rows each);
+    of each entry only its ``device_entry()`` is packed."""
     record = deployment.verify(authority_key.public_key())
     expires = expires or record.end
     if expires > record.end:
         raise WatchlistBuildError(
-            f"watchlist expiry {format_utc(expires)} is after the deployment end {format_utc(record.end)}",
+            f"watchlist expiry {format_timestamp(expires)} is after the deployment end {format_timestamp(record.end)}",
             "a watchlist must expire no later than its deployment (policing.md 4)",
         )
     if now >= expires:
@@ -90,9 +94,9 @@ def pack_watchlist(
         "deployment_id": record.deployment_id,
         "deployment": deployment.to_json(),
         "model": {k: str(v) for k, v in dict(model_identity).items()},
-        "created": format_utc(now),
-        "not_before": format_utc(record.start),
-        "expires": format_utc(expires),
+        "created": format_timestamp(now),
+        "not_before": format_timestamp(record.start),
+        "expires": format_timestamp(expires),
         "entry_count": len(entries),
         "template_count": int(len(templates)),
         "dim": EMBEDDING_DIM,
@@ -102,7 +106,7 @@ def pack_watchlist(
     prefix = encode_prefix(header)
     content_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(NONCE_LEN)
-    plaintext = encode_plaintext([e.to_json() for e in entries], templates)
+    plaintext = encode_plaintext([e.device_entry().to_json() for e in entries], templates)
     payload = nonce + AESGCM(content_key).encrypt(nonce, plaintext, prefix)
     seals = {d: seal(content_key, pub, SEAL_CONTEXT, seal_aad(prefix, d)) for d, pub in recipients.items()}
     unsigned = encode_unsigned(prefix, seals, payload)

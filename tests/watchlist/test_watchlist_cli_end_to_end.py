@@ -16,6 +16,7 @@ from edge_agent.cli.main import main
 from edge_agent.identity.keys import load_authority_public, load_device_keys
 from edge_agent.vision.enrolment import enrol_image
 from edge_agent.vision.image_io import read_image
+from edge_agent.watchlist.build_record import verify_build_record
 from edge_agent.watchlist.loader import load_watchlist
 from edge_agent.watchlist.store import WatchlistStore
 
@@ -58,6 +59,12 @@ def test_full_flow(site, capsys, core):
     ]) == 0
     captured = capsys.readouterr()
     assert "2 subjects" in captured.out and "2 templates" in captured.out
+    # issue 10.6: the listings' details go to the signed central build record, not into the package
+    record_file = t / "wl.eawl.record.json"
+    assert stat.S_IMODE(record_file.stat().st_mode) == 0o600 and "central build record" in captured.out
+    record = verify_build_record(record_file.read_bytes(), load_authority_public(t / "auth"), (t / "wl.eawl").read_bytes())
+    assert [(s.subject_ref, s.legal_basis) for s in record.subjects] == [("CASE-0001", "Warrant WX-1"), ("CASE-0002", "PACE s64A")]
+    assert {w["code"] for w in record.warnings} >= {"subject_excluded"}
     assert "[old_image] CASE-0002" in captured.err  # 2010 photo
     assert "[multiple_faces] CASE-0001: obama_3.jpg" in captured.err  # two people in it: skipped, not guessed
     assert "[no_face] CASE-0003" in captured.err and "[subject_excluded] CASE-0003" in captured.err

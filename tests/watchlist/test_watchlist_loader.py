@@ -32,7 +32,7 @@ def test_round_trip_and_search(world):
     data, templates = world.pack(n=6, templates_each=2, recipients=("cam-01", "cam-02"))
     for device_id in ("cam-01", "cam-02"):
         wl = load_watchlist(data, world.devices[device_id], world.authority.public_key(), MODEL, DURING)
-        assert len(wl.gallery) == 12 and len(wl.entries) == 6 and wl.version == 1
+        assert len(wl.gallery) == 12 and len(wl.entries) == 6 and wl.version == 2  # new packages are format v2
         assert wl.deployment.deployment_id == "DEP-2026-0042" and wl.expires_at == END
         assert np.array_equal(np.sort(wl.gallery.templates, axis=0), np.sort(templates, axis=0))
         best = wl.search(templates[7], DURING, k=3)[0]
@@ -199,8 +199,9 @@ def test_over_cap_refused_at_build(world):
 
 def test_unknown_version_named(world):
     data, _ = world.pack()
-    with pytest.raises(UnknownFormatVersion, match="version 2"):
-        load_watchlist(data[:4] + b"\x02" + data[5:], world.devices["cam-01"], world.authority.public_key(), MODEL, DURING)
+    with pytest.raises(UnknownFormatVersion, match="version 3 is not supported") as info:
+        load_watchlist(data[:4] + b"\x03" + data[5:], world.devices["cam-01"], world.authority.public_key(), MODEL, DURING)
+    assert "reads versions 1, 2" in info.value.message
 
 
 def test_entries_carry_no_names_or_free_categories():
