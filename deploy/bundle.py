@@ -36,8 +36,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_VERSION = 1
-PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 PYTHON_VERSION = "3.11"
+# Raspberry Pi OS bookworm has glibc 2.36. pip matches --platform tags literally (it does not
+# widen manylinux_2_34 to the older glibc levels), so every level a wheel may be tagged with is
+# listed: ai-edge-litert 2.x ships only manylinux_2_27_aarch64 and was missed by a shorter list.
+TARGET_GLIBC_MINOR = 36
+PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{minor}_aarch64" for minor in range(17, TARGET_GLIBC_MINOR + 1)))
 # (source relative to the checkout, glob) copied into the bundle under the same relative path
 PAYLOAD = (
     ("systemd", "edge-agent.service"),
@@ -81,18 +85,27 @@ def build_project_wheel(dest: Path, source: Path = REPO) -> Path:
     return wheels[-1]
 
 
-def download_dependencies(project_wheel: Path, dest: Path) -> list[Path]:
-    """Every runtime dependency as an aarch64 CPython 3.11 binary wheel (needs network; run on a workstation)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-           "--implementation", "cp", "--abi", "cp311", "--dest", str(dest)]
+def pip_target_args() -> list[str]:
+    """The ``pip download`` options that select wheels for the device (CPython 3.11, aarch64)."""
+    args = ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311"]
     for platform in PLATFORMS:
-        cmd += ["--platform", platform]
-    cmd.append(str(project_wheel))
+        args += ["--platform", platform]
+    return args
+
+
+def download_wheels(requirements: list[str], dest: Path) -> list[Path]:
+    """``requirements`` and everything they need as aarch64 CPython 3.11 binary wheels (needs network)."""
+    cmd = [sys.executable, "-m", "pip", "download", *pip_target_args(), "--dest", str(dest), *requirements]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise BundleError(f"downloading aarch64 wheels failed: {result.stderr.strip()[-800:]}",
                           "check network access to the package index, or build with --skip-download")
-    return sorted(p for p in dest.glob("*.whl") if p.name != project_wheel.name)
+    return sorted(dest.glob("*.whl"))
+
+
+def download_dependencies(project_wheel: Path, dest: Path) -> list[Path]:
+    """Every runtime dependency of the agent as an aarch64 wheel (run on a workstation with network)."""
+    return [p for p in download_wheels([str(project_wheel)], dest) if p.name != project_wheel.name]
 
 
 def _local_backend_can_build_wheels() -> bool:
@@ -157,8 +170,10 @@ def _reproducible_tar(stage: Path, top: str, out: Path, mtime: int) -> None:
 
 
 def build_bundle(out_dir: Path, *, wheel: Path | None = None, skip_download: bool = False, source: Path = REPO,
-                 mtime: int | None = None) -> Path:
-    """Build the bundle tarball in ``out_dir`` and return its path."""
+                 mtime: int | None = None, test_wheels: Path | None = None) -> Path:
+    """Build the bundle tarball in ``out_dir`` and return its path. ``test_wheels``: also download the
+    aarch64 wheels of the ``dev`` extra (pytest, the reference models) there, outside the bundle,
+    so the test suite can run on an arm64 root (deploy/check-arm64.sh); devices never get them."""
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0")) if mtime is None else mtime
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edge-agent-bundle-") as tmp:
@@ -174,6 +189,9 @@ def build_bundle(out_dir: Path, *, wheel: Path | None = None, skip_download: boo
             project = build_project_wheel(wheels, source)
         version = project.name.split("-")[1]
         deps = [] if skip_download else download_dependencies(project, wheels)
+        if test_wheels is not None:
+            test_wheels.mkdir(parents=True, exist_ok=True)
+            download_wheels([f"{project}[dev]"], test_wheels)
         stage = tmpdir / "stage"
         _copy_payload(source, stage)
         files = sorted(p for p in stage.rglob("*") if p.is_file())
@@ -184,8 +202,7 @@ def build_bundle(out_dir: Path, *, wheel: Path | None = None, skip_download: boo
             "dependencies_included": not skip_download,
             "dependency_wheels": [p.name for p in deps],
             "complete_with": None if not skip_download else (
-                f"python -m pip download --only-binary=:all: --python-version {PYTHON_VERSION} --implementation cp "
-                f"--abi cp311 {' '.join('--platform ' + p for p in PLATFORMS)} --dest wheels wheels/{project.name}"
+                f"python -m pip download {' '.join(pip_target_args())} --dest wheels wheels/{project.name}"
             ),
             "files": {p.relative_to(stage).as_posix(): _sha256(p) for p in files},
         }
@@ -202,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "dist")
     p.add_argument("--wheel", type=Path, default=None, help="use this project wheel instead of building one")
     p.add_argument("--skip-download", action="store_true", help="do not download aarch64 dependency wheels")
+    p.add_argument("--test-wheels", type=Path, default=None, metavar="DIR",
+                   help="also download the aarch64 wheels the test suite needs into DIR (not into the bundle)")
     args = p.parse_args(argv)
     try:
-        out = build_bundle(args.out, wheel=args.wheel, skip_download=args.skip_download)
+        out = build_bundle(args.out, wheel=args.wheel, skip_download=args.skip_download, test_wheels=args.test_wheels)
     except BundleError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

@@ -106,6 +106,43 @@ def test_bundle_is_complete_reproducible_and_installs(tmp_path, project_wheel):
     assert (root / "opt/edge-agent/hw/profiles/pi-zero-2w.toml").is_file()
 
 
+def _dist_name(wheel_name: str) -> str:
+    return wheel_name.split("-")[0].lower().replace("_", "-")
+
+
+def test_full_bundle_holds_an_aarch64_wheel_for_every_dependency(tmp_path, project_wheel):
+    """The bundle a device installs offline: every runtime requirement as a wheel for CPython 3.11
+    on aarch64 glibc <= 2.36 (bookworm), and pip can resolve the agent from it with no index."""
+    out = bundle.build_bundle(tmp_path / "out", wheel=project_wheel)
+    assert out.name == "edge-agent-0.1.0-aarch64.tar.gz"
+    with tarfile.open(out) as tar:
+        top = "edge-agent-0.1.0"
+        manifest = json.load(tar.extractfile(f"{top}/BUNDLE.json"))
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    wheels = tmp_path / "unpacked" / top / "wheels"
+    assert manifest["dependencies_included"] is True and manifest["complete_with"] is None
+    names = {_dist_name(w) for w in manifest["dependency_wheels"]}
+    required = {req.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower()
+                for req in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert required <= names, f"missing wheels: {sorted(required - names)}"
+    for name in manifest["dependency_wheels"]:
+        tags = name[:-4].split("-")[-1].split(".")
+        assert any(t.endswith("_aarch64") or t == "any" for t in tags), f"{name} is not an aarch64 wheel"
+        if _dist_name(name) == "ai-edge-litert":
+            assert "manylinux_2_27_aarch64" in tags, "the runtime's only aarch64 tag must be among the platforms"
+    resolve = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-index", "--find-links", str(wheels),
+         "--target", str(tmp_path / "target"), *bundle.pip_target_args(), "edge_agent"],
+        check=False, capture_output=True, text=True, timeout=120)
+    assert resolve.returncode == 0, resolve.stderr[-2000:]
+
+
+def test_platform_tags_cover_every_glibc_of_the_target():
+    assert "manylinux2014_aarch64" in bundle.PLATFORMS
+    assert {f"manylinux_2_{m}_aarch64" for m in range(17, 37)} <= set(bundle.PLATFORMS)
+    assert not any("2_37" in p or "x86" in p for p in bundle.PLATFORMS), "nothing newer than bookworm's glibc 2.36"
+
+
 def test_bundle_rejects_a_wrong_wheel(tmp_path):
     bogus = tmp_path / "other-1.0-py3-none-any.whl"
     bogus.write_bytes(b"PK")
