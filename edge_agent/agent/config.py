@@ -36,6 +36,7 @@ from edge_agent.config_reader import (
 )
 from edge_agent.errors import ConfigError
 from edge_agent.identifiers import MAX_RETENTION_DAYS, PIXEL_FORMATS, TOPIC_PREFIX, check_device_id
+from edge_agent.vision.model_choice import PRECISION_CHOICES
 from edge_agent.vision.quality import QualityPolicy
 from edge_agent.vision.tiling import TileGrid
 
@@ -83,6 +84,7 @@ class HardwareConfig:
     profiles_dir: Path | None = setting("path", None, "where to find profiles", must="dir")
     threads: int = setting("integer", _from_profile("threads"), "interpreter threads (TFLite/XNNPACK)", lo=1, hi=64)
     delegate: str = setting("choice", _from_profile("delegate"), "where the embedder runs", choices=DELEGATES)
+    precision: str = setting("choice", "auto", "which variant of each model runs (edge_agent.vision.model_choice)", choices=PRECISION_CHOICES)
 
 
 @dataclass(frozen=True)

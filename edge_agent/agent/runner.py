@@ -128,6 +128,7 @@ def run_agent(
             detector=config.detector.model,
             threads=config.hardware.threads,
             delegate=config.hardware.delegate,
+            precision=config.hardware.precision,
             quality=QualityPolicy(
                 min_face_px=config.quality.min_face_px,
                 min_blur=config.quality.min_blur,
@@ -198,6 +199,7 @@ def run_agent(
                 health=health.state,
                 alerts_waiting=counters.alerts_waiting,
                 alerts_unaudited=health.report().alerts_unaudited,
+                model_precision=core.identity.precision,
             )
 
         if broker is not None:

@@ -64,6 +64,7 @@ class Telemetry:
     health: str = "ok"  # edge_agent.agent.storage_health state: can alerts still be stored?
     alerts_waiting: int = 0  # matched but refused by the spool (disk full), retried from memory
     alerts_unaudited: int = 0  # stored but held back until their audit record is written
+    model_precision: str = ""  # the model variant this CPU runs (ModelIdentity.precision), e.g. "int8"
 
 
 @dataclass(frozen=True)

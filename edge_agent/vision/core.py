@@ -17,34 +17,37 @@ from edge_agent.vision.alignment import ALIGNER_ID, align_face
 from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.detector import BlazeFaceDetector, Detection, merge_detections
 from edge_agent.vision.embedder import Embedder
+from edge_agent.vision.model_choice import DETECTOR_FAMILIES, FAMILIES, PRECISIONS, choose_variant, precision_label
 from edge_agent.vision.model_files import ModelFile, ModelManifest, default_models_dir
 from edge_agent.vision.quality import QualityPolicy, QualityVerdict, assess
 from edge_agent.vision.runtime import LiteRTModel
 from edge_agent.vision.tiling import TileGrid, cut_by_inner_edge, to_frame
 
-__all__ = ["Detection", "Face", "ModelFiles", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES"]
+__all__ = ["Detection", "Face", "ModelFiles", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES", "PRECISIONS"]
 
-# Preferred manifest entries per detector choice, best first.
-DETECTOR_MODELS = {
-    "full": ["blazeface_full_range_int8", "blazeface_full_range_float"],
-    "short": ["blazeface_short_range_int8", "blazeface_short_range"],
-}
 DETECTOR_CHOICES = ("full", "short", "both")
-EMBEDDER_MODELS = ["sface_int8"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Hashes of the models a template came from; a watchlist is bound to exactly these."""
+    """The model families a template came from (each named by its reference member's sha256,
+    edge_agent.vision.model_choice); a watchlist and a calibration are bound to exactly these.
+    ``precision`` is the variant this device runs: reported, never part of the binding."""
 
     detector_sha256: str
     aligner: str
     embedder_sha256: str
+    precision: str = ""
 
     def as_dict(self) -> dict[str, str]:
+        """The binding (watchlist header ``model``, calibration, event v1 ``model``)."""
         return {"detector_sha256": self.detector_sha256, "aligner": self.aligner, "embedder_sha256": self.embedder_sha256}
+
+    def as_event_dict(self) -> dict[str, str]:
+        """Event v2 ``model``: the binding plus the precision that produced the alert."""
+        return {**self.as_dict(), "precision": self.precision}
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> "ModelIdentity":
@@ -58,21 +61,31 @@ class ModelFiles:
     Resolving them needs no interpreter, so a deployment can be checked against the models a
     device will run without loading those models."""
 
-    detectors: tuple[tuple[str, ModelFile], ...]  # (variant, file)
+    detectors: tuple[tuple[str, ModelFile], ...]  # (range: full|short, file)
     embedder: ModelFile
+    family_sha256: tuple[tuple[str, ...], str]  # (detector families..., embedder family): reference members' hashes
+    precisions: tuple[tuple[str, ...], str]  # (each detector's precision, the embedder's)
 
     @property
     def identity(self) -> ModelIdentity:
-        return ModelIdentity("+".join(f.sha256 for _, f in self.detectors), ALIGNER_ID, self.embedder.sha256)
+        detector_precision = "+".join(dict.fromkeys(self.precisions[0]))
+        return ModelIdentity("+".join(self.family_sha256[0]), ALIGNER_ID, self.family_sha256[1], precision_label(detector_precision, self.precisions[1]))
 
     @classmethod
-    def resolve(cls, models_dir: Path | None = None, detector: str = "full") -> "ModelFiles":
+    def resolve(cls, models_dir: Path | None = None, detector: str = "full", precision: str = "auto") -> "ModelFiles":
+        """``precision``: int8, float32, or auto (this CPU's profile decides per model family)."""
         if detector not in DETECTOR_CHOICES:
             raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
         manifest = ModelManifest(models_dir or default_models_dir())
-        variants = ["full", "short"] if detector == "both" else [detector]
-        detectors = tuple((v, manifest.resolve(manifest.first_available(DETECTOR_MODELS[v]))) for v in variants)
-        return cls(detectors, manifest.resolve(manifest.first_available(EMBEDDER_MODELS)))
+        profile = read_cpu_profile() if precision == "auto" else None
+        ranges = ["full", "short"] if detector == "both" else [detector]
+        families = [FAMILIES[DETECTOR_FAMILIES[r]] for r in ranges] + [FAMILIES["embedder"]]
+        chosen = [choose_variant(family, precision, profile) for family in families]
+        files = [manifest.resolve(name) for _, name in chosen]
+        refs = [manifest.recorded_sha256(family.reference) for family in families]
+        return cls(
+            tuple(zip(ranges, files[:-1])), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0])
+        )
 
 
 @dataclass(frozen=True)
@@ -103,15 +116,16 @@ class RecognitionCore:
         quality: QualityPolicy | None = None,
         detection_threshold: float = 0.5,
         tiles: TileGrid | None = None,
+        precision: str = "auto",
     ) -> "RecognitionCore":
-        files = ModelFiles.resolve(models_dir, detector)
+        files = ModelFiles.resolve(models_dir, detector, precision)
         # The Edge TPU only runs the embedder's int8 graph; detectors with float heads stay on CPU.
         detectors = [BlazeFaceDetector(LiteRTModel(f.path, threads), variant, detection_threshold) for variant, f in files.detectors]
         embedder = Embedder(LiteRTModel(files.embedder.path, threads, delegate))
         # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
         if log.isEnabledFor(logging.INFO):  # reads /proc/cpuinfo: only when the line will be written
             names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
-            log.info("models %s on %s", names, read_cpu_profile().summary())
+            log.info("models %s (precision %s) on %s", names, files.identity.precision, read_cpu_profile().summary())
         return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:

@@ -59,11 +59,12 @@ class ModelManifest:
             raise ModelError(f"{manifest} is not valid TOML: {exc}", "restore it from the release") from None
         self.entries: dict[str, dict] = data.get("models", {})
 
-    def first_available(self, names: list[str]) -> str:
-        for name in names:
-            if name in self.entries:
-                return name
-        raise ModelError(f"none of the models {names} is in {self.dir / 'manifest.toml'}", "rebuild the models (models/README.md)")
+    def recorded_sha256(self, name: str) -> str:
+        """The hash the manifest records for ``name`` (names a model family; the file is not read)."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelError(f"model {name!r} is not in the manifest", "rebuild the models (models/README.md)")
+        return str(entry["sha256"])
 
     def resolve(self, name: str) -> ModelFile:
         entry = self.entries.get(name)
