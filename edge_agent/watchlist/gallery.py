@@ -1,15 +1,27 @@
-"""In-memory gallery search: one matrix-vector product over every template, best template per subject.
+"""Gallery search: best template per subject, top-k subjects, exact float32 scores.
 
 Returns ranked candidates with scores; the caller applies the deployment's threshold, so the same
 search serves live alerts and retrospective candidate lists.
+
+A device's watchlist (thousands of templates) is one float32 matrix product. A central gallery
+(``COMPACT_FROM`` templates and more) is first scored through an int8 copy (compact_index.py: a
+quarter of the bytes to read, int8 dot-product kernels), then every template whose int8 score
+could, within its proven error bound, reach the k-th best subject is re-scored exactly in float32.
+So the result is exactly the float32 one, and the float32 templates are only read at those rows:
+pass a read-only ``np.load(path, mmap_mode="r")`` array and they stay on disk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import mmap
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+COMPACT_FROM = 100_000  # below this the float32 product is already well under a millisecond
+BLOCK = 64  # templates per block when picking first candidates from the int8 scores
 
 
 @dataclass(frozen=True)
@@ -19,7 +31,10 @@ class Candidate:
 
 
 class Gallery:
-    def __init__(self, templates: np.ndarray, subject_refs: Sequence[str]) -> None:
+    def __init__(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int = 2) -> None:
+        if len(templates) >= COMPACT_FROM:
+            self._init_compact(templates, subject_refs, threads)
+            return
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 2 or len(templates) != len(subject_refs):
             raise ValueError(f"templates {templates.shape} do not match {len(subject_refs)} subject references")
@@ -27,9 +42,22 @@ class Gallery:
         # Templates grouped by subject, so "best template per subject" is one np.maximum.reduceat.
         order = np.argsort(codes, kind="stable")
         self.templates = np.ascontiguousarray(templates[order])
-        self.subject_refs = [str(subjects[c]) for c in codes[order]]
         self._subjects = subjects
         self._starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(codes) else np.zeros(0, int)
+        self._index = None
+
+    def _init_compact(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int) -> None:
+        """Large galleries: no reordered or converted copy of the float32 templates is made."""
+        from edge_agent.watchlist.compact_index import Int8Index
+
+        if templates.ndim != 2 or templates.dtype != np.float32 or len(templates) != len(subject_refs):
+            raise ValueError(f"templates {templates.shape} {templates.dtype} do not match {len(subject_refs)} subject references (float32 rows)")
+        self.templates = templates
+        self._subjects, codes = np.unique(np.asarray(subject_refs, dtype=str), return_inverse=True)
+        self._codes = codes.astype(np.int32)
+        self._index = Int8Index(templates, threads)
+        self._scratch = np.empty(len(templates), np.float32)
+        self._rows = _RowReader(templates)
 
     def __len__(self) -> int:
         return len(self.templates)
@@ -46,6 +74,8 @@ class Gallery:
         probes = np.asarray(probes, np.float32)
         if len(self.templates) == 0:
             return [[] for _ in range(len(probes))]
+        if self._index is not None:
+            return [self._search_compact(probe, k) for probe in probes]
         scores = probes @ self.templates.T  # (M, N): the only pass over the templates
         if len(self._starts) == len(self.templates):
             per_subject = scores
@@ -58,3 +88,62 @@ class Gallery:
             idx = idx[np.argsort(-per_subject[row, idx])]
             results.append([Candidate(str(self._subjects[i]), float(per_subject[row, i])) for i in idx])
         return results
+
+    def _search_compact(self, probe: np.ndarray, k: int) -> list[Candidate]:
+        approx = self._index.scores(probe, self._scratch)
+        bound = self._index.error_bound(probe)
+        k = min(k, len(self._subjects))
+        # A lower bound T of the k-th best subject's exact score, from the best template of the
+        # best-scoring blocks; every template that might beat T is then re-scored exactly.
+        starts = np.arange(0, len(approx), BLOCK)
+        block_best = np.maximum.reduceat(approx, starts)
+        first = np.argpartition(-block_best, min(4 * k, len(starts) - 1))[: 4 * k]
+        seeds = np.sort([s + int(np.argmax(approx[s : s + BLOCK])) for s in starts[first]])
+        subjects_at_seeds = _best_per_subject(seeds, self._rows.score(seeds, probe), self._codes)
+        if len(subjects_at_seeds[0]) >= k:
+            floor = float(subjects_at_seeds[1][k - 1])
+            candidates = np.flatnonzero(approx >= floor - bound)
+        else:  # fewer distinct subjects than k among the seeds: fall back to every template
+            candidates = np.arange(len(approx))
+        exact = self._rows.score(candidates, probe)
+        refs, scores = _best_per_subject(candidates, exact, self._codes)
+        return [Candidate(str(self._subjects[c]), float(s)) for c, s in zip(refs[:k], scores[:k])]
+
+
+def _best_per_subject(rows: np.ndarray, scores: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(subject codes, best scores) ordered best first, from template ``rows`` and their scores."""
+    order = np.argsort(-scores, kind="stable")
+    subject = codes[rows[order]]
+    _, first = np.unique(subject, return_index=True)
+    first.sort()
+    return subject[first], scores[order][first]
+
+
+class _RowReader:
+    """Exact float32 scores of chosen template rows. A memory-mapped gallery is read with pread:
+    touching one mapped page maps the large folio around it (measured: +2 MB resident per row
+    read on this kernel, so a few hundred probes would map the whole file back in)."""
+
+    def __init__(self, templates: np.ndarray) -> None:
+        self.templates = templates
+        self._fd: int | None = None
+        mapping = getattr(templates, "_mmap", None)
+        if isinstance(templates, np.memmap) and isinstance(mapping, mmap.mmap) and templates.flags.c_contiguous and templates.filename:
+            start = templates.offset - templates.offset % mmap.ALLOCATIONGRANULARITY
+            self._file_offset = start + (templates.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data)
+            self._row_bytes = templates.shape[1] * 4
+            self._fd = os.open(templates.filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # Quantizing read every row through the mapping: drop those pages from this process
+            # (they stay in the page cache).
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    def score(self, rows: np.ndarray, probe: np.ndarray) -> np.ndarray:
+        if self._fd is None:
+            return self.templates[rows] @ probe
+        size = self._row_bytes
+        data = b"".join(os.pread(self._fd, size, self._file_offset + int(i) * size) for i in rows)
+        return np.frombuffer(data, np.float32).reshape(len(rows), -1) @ probe
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)

@@ -48,3 +48,65 @@ def test_k_larger_than_gallery_and_empty_gallery():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError):
         Gallery(np.zeros((3, 128), np.float32), ["a"])
+
+
+def _exact_top(templates, codes, probe, k):
+    scores = templates @ probe
+    best = {}
+    for i in np.argsort(-scores, kind="stable"):
+        best.setdefault(int(codes[i]), float(scores[i]))
+        if len(best) == k:
+            break
+    return list(best)
+
+
+def _compact_case(tmp_path, rng, n=120_000):
+    """A gallery large enough for the int8 path, saved and memory-mapped as a central one would be;
+    probes near templates (clear matches) and random ones (close calls among the top 5)."""
+    templates = _unit(rng, n)
+    np.save(tmp_path / "t.npy", templates)
+    codes = rng.integers(0, n // 3, n)  # about three templates per subject, scattered
+    probes = np.vstack([templates[rng.integers(0, n, 20)] + 0.05 * rng.standard_normal((20, 128)).astype(np.float32), _unit(rng, 20)])
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    return templates, codes, probes, np.load(tmp_path / "t.npy", mmap_mode="r")
+
+
+def test_large_gallery_search_is_exactly_the_float32_ranking(tmp_path):
+    from edge_agent.watchlist import gallery as gallery_module
+
+    rng = np.random.default_rng(6)
+    templates, codes, probes, mapped = _compact_case(tmp_path, rng)
+    gallery = Gallery(mapped, [f"p{c}" for c in codes])
+    assert gallery._index is not None and len(gallery) >= gallery_module.COMPACT_FROM
+    assert gallery.templates is mapped, "the float32 rows are used in place, not copied"
+    for probe, result in zip(probes, gallery.search_many(probes, k=5)):
+        assert [c.subject_ref for c in result] == [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
+        exact_best = [float((templates[codes == int(c.subject_ref[1:])] @ probe).max()) for c in result]
+        np.testing.assert_allclose([c.score for c in result], exact_best, rtol=0, atol=1e-6)
+
+
+def test_without_the_error_bound_the_int8_ranking_would_differ(tmp_path, monkeypatch):
+    """Positive control: the exact re-rank is what makes the answer exact. With the error bound
+    forced to zero only templates the int8 scores put at the top are re-scored, and on close
+    calls the ranking then differs from float32's."""
+    from edge_agent.watchlist.compact_index import Int8Index
+
+    rng = np.random.default_rng(7)
+    templates, codes, probes, mapped = _compact_case(tmp_path, rng)
+    monkeypatch.setattr(Int8Index, "error_bound", lambda self, probe: 0.0)
+    gallery = Gallery(mapped, [f"p{c}" for c in codes])
+    differing = sum([c.subject_ref for c in result] != [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
+                    for probe, result in zip(probes, gallery.search_many(probes, k=5)))
+    assert differing > 0
+
+
+def test_int8_error_bound_holds(tmp_path):
+    from edge_agent.watchlist.compact_index import Int8Index
+
+    rng = np.random.default_rng(8)
+    templates = _unit(rng, 20_000)
+    index = Int8Index(templates)
+    for probe in _unit(rng, 20):
+        approx = index.scores(probe, np.empty(len(templates), np.float32))
+        error = float(np.abs(approx - templates @ probe).max())
+        assert 0 < error <= index.error_bound(probe)

@@ -1,0 +1,112 @@
+"""Central search at scale: a 1,000,000-template gallery, ours (int8 scoring + exact float32 re-rank,
+templates memory-mapped) beside the plain float32 search (every template in RAM, one product).
+
+  python benchmarks/gallery.py                     # 1,000,000 templates, 100 probes
+  python benchmarks/gallery.py --templates 200000
+
+Each side runs in its own process so its resident memory is its own. Targets (issue 14): <= 10 ms
+per probe, resident memory <= 1.2x the templates' float32 bytes, top-5 identical to exact float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set of this process in MB, from /proc/self/status."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def worker(kind: str, data: Path, threads: int) -> dict:
+    from edge_agent.watchlist import gallery as gallery_module
+
+    templates = np.load(data / "templates.npy", mmap_mode="r")
+    refs = (data / "refs.txt").read_text().split("\n")
+    probes = np.load(data / "probes.npy")
+    base_rss, _ = _rss_mb()
+    start = time.perf_counter()
+    if kind == "exact":
+        gallery_module.COMPACT_FROM = 1 << 62  # the plain search: float32 in RAM, one product per probe
+        gallery = gallery_module.Gallery(np.array(templates), refs)
+    else:
+        gallery = gallery_module.Gallery(templates, refs, threads=threads)
+    build_s = time.perf_counter() - start
+    del refs
+    times, results = [], []
+    for probe in probes:
+        t0 = time.perf_counter()
+        top = gallery.search(probe, k=5)
+        times.append(time.perf_counter() - t0)
+        results.append([c.subject_ref for c in top])
+    rss, peak = _rss_mb()
+    return {"ms": float(np.median(times) * 1000), "p90_ms": float(np.percentile(times, 90) * 1000), "build_s": build_s,
+            "rss_mb": rss, "peak_mb": peak, "base_mb": base_rss, "results": results}
+
+
+def make_data(folder: Path, n: int, n_probes: int, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    templates = np.lib.format.open_memmap(folder / "templates.npy", mode="w+", dtype=np.float32, shape=(n, 128))
+    for start in range(0, n, 100_000):
+        block = rng.standard_normal((min(100_000, n - start), 128), dtype=np.float32)
+        templates[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    # about two templates per subject; probes: half noisy copies of templates, half strangers
+    (folder / "refs.txt").write_text("\n".join(f"s{i // 2:07d}" for i in range(n)))
+    near = templates[rng.integers(0, n, n_probes // 2)] + 0.05 * rng.standard_normal((n_probes // 2, 128)).astype(np.float32)
+    probes = np.vstack([near, rng.standard_normal((n_probes - n_probes // 2, 128)).astype(np.float32)])
+    np.save(folder / "probes.npy", probes / np.linalg.norm(probes, axis=1, keepdims=True))
+    templates.flush()
+    return templates.nbytes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--templates", type=int, default=1_000_000)
+    p.add_argument("--probes", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--worker", choices=("exact", "compact"), help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.data, args.threads)))
+        return 0
+
+    from edge_agent.vision.cpu_profile import read_cpu_profile
+
+    with tempfile.TemporaryDirectory(prefix="gallery-bench-") as tmp:
+        data = Path(tmp)
+        nbytes = make_data(data, args.templates, args.probes)
+        runs = {}
+        for kind in ("exact", "compact"):
+            out = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data), "--threads", str(args.threads)],
+                                 check=True, capture_output=True, text=True)
+            runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+    same = sum(a == b for a, b in zip(runs["exact"]["results"], runs["compact"]["results"]))
+    mb = nbytes / 2**20
+    print(f"machine: {read_cpu_profile().summary()}")
+    print(f"{args.templates:,} templates x 128 float32 = {mb:.0f} MB; {args.probes} probes (half near a template, half strangers); top 5 subjects; {args.threads} threads\n")
+    print(f"| search | ms per probe (median) | p90 | build s | resident MB | x templates' bytes | peak MB | top-5 identical to exact float32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    names = {"exact": "plain float32 (current: all in RAM, one product)", "compact": "int8 scoring + exact float32 re-rank (memory-mapped)"}
+    for kind in ("exact", "compact"):
+        r = runs[kind]
+        print(f"| {names[kind]} | {r['ms']:.2f} | {r['p90_ms']:.2f} | {r['build_s']:.1f} | {r['rss_mb']:.0f} | {r['rss_mb'] / mb:.2f} | {r['peak_mb']:.0f} | "
+              f"{'(reference)' if kind == 'exact' else f'{same}/{args.probes}'} |")
+    print(f"\nresident MB includes the interpreter and libraries (~{runs['compact']['base_mb']:.0f} MB before the gallery was built)")
+    return 0 if same == args.probes else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
