@@ -315,12 +315,13 @@ def test_refused_alerts_stay_in_the_spool_and_telemetry_reports_them(mosquitto, 
     assert body["schema"] == "lfr.telemetry/1" and body["device_id"] == "cam-02"
     assert {"frames", "faces", "alerts", "queue_depth", "spool_dropped_size_limit", "broker_refused"} <= set(body)
     assert {"fps", "temperature_c"} <= set(body)
-    # Only numbers (temperature may be null where the board does not expose it) and the storage
-    # health state: never biometrics.
+    # Only numbers (temperature may be null where the board does not expose it), the storage
+    # health state and the model variant run: never biometrics.
     from edge_agent.agent.storage_health import STATES
 
     assert body["health"] in STATES
-    assert all(isinstance(v, (int, float)) or (k == "temperature_c" and v is None) for k, v in body.items() if k not in ("schema", "device_id", "at", "health"))
+    assert isinstance(body["model_precision"], str), "the model variant run, a word like int8"
+    assert all(isinstance(v, (int, float)) or (k == "temperature_c" and v is None) for k, v in body.items() if k not in ("schema", "device_id", "at", "health", "model_precision"))
 
 
 def test_alerts_raised_while_the_listener_is_down_arrive_when_it_returns(mosquitto, messaging_env, tmp_path):
