@@ -162,7 +162,7 @@ def run_agent(
             raise ConfigError("control_room.crop_public_key is not set", "alerts carry the face crop sealed to the control room's X25519 public key")
         control_room = load_public_key(config.control_room.crop_public_key, X25519PublicKey)
         builder = EventBuilder(
-            DeviceContext(config.device.id, deployment.deployment_id, str(watchlist.package_id), {**core.identity.as_dict(), "precision": model_precision(core)}),
+            DeviceContext(config.device.id, deployment.deployment_id, str(watchlist.package_id), core.identity.as_event_dict()),
             keys.signing_key,
             control_room,
         )
@@ -323,10 +323,3 @@ def _install_sigterm(stop: threading.Event):
 def _restore_sigterm(previous) -> None:
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
-
-
-def model_precision(core: RecognitionCore) -> str:
-    """The embedder variant this device runs, as alerts state it (model.precision): the part of
-    the model file name after the model family, e.g. sface_int8.tflite -> "int8"."""
-    stem = core.embedder.model.path.stem
-    return stem.split("_", 1)[1].lower() if "_" in stem else "float32"

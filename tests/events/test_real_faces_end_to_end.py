@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from edge_agent.agent.runner import model_precision
 from edge_agent.events.builder import MatchDecision
 from edge_agent.events.crop import crop_face_jpeg, open_crop
 from edge_agent.events.mqtt_client import AlertPublisher
@@ -35,7 +34,7 @@ def test_match_is_delivered_and_non_match_produces_nothing(core, fixtures_dir, m
     spool_path = tmp_path / "spool.db"
     with Spool(spool_path) as spool:
         publisher = AlertPublisher(mosquitto.broker_config("cam-01"), "cam-01", spool, backoff=Backoff(0.05, 0.3)).start()
-        outbox = make_outbox(messaging_env, "cam-01", spool, publisher.notify, model={**core.identity.as_dict(), "precision": model_precision(core)})
+        outbox = make_outbox(messaging_env, "cam-01", spool, publisher.notify, model=core.identity.as_event_dict())
         try:
             sent = []
             for name in ("obama_2.jpg", "biden_1.jpg"):
@@ -54,7 +53,9 @@ def test_match_is_delivered_and_non_match_produces_nothing(core, fixtures_dir, m
     _, event, jpeg = sent[0]
     stored = AlertEvent.from_dict(parse_payload(control_room.store.payload(event.event_id)))
     assert stored.subject_ref == "subj-obama" and stored.score >= THRESHOLD
-    assert stored.model == {**core.identity.as_dict(), "precision": "int8"}
+    # the binding plus the variant this CPU ran (x86 VNNI: float BlazeFace, int8 SFace)
+    assert stored.model == {**core.identity.as_dict(), "precision": core.identity.precision}
+    assert stored.model["precision"] in ("int8", "float32") or stored.model["precision"].startswith("det.")
     assert open_crop(stored.crop_sealed, control_room.key, event.event_id) == jpeg
     # Nothing of the non-matching face anywhere in the spool file.
     with sqlite3.connect(spool_path) as db:
