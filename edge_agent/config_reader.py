@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from edge_agent.errors import ConfigError
 from edge_agent.identifiers import IdentifierError
+from edge_agent.safe_load import toml_loads
 
 T = TypeVar("T")
 
@@ -100,7 +101,7 @@ def read_toml(path: Path, what: str, missing_hint: str) -> tuple[dict[str, Any],
     be unreadable is a ConfigError, never a traceback."""
     try:
         raw = Path(path).read_bytes()
-        return tomllib.loads(raw.decode("utf-8")), raw
+        return toml_loads(raw.decode("utf-8")), raw
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} not found", missing_hint) from None
     except IsADirectoryError:

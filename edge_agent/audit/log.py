@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
-import json
 import os
 import re
 import threading
@@ -33,6 +32,7 @@ from edge_agent.durable import fsync_dir
 from edge_agent.timestamps import format_timestamp
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identifiers import IdentifierError, check_actor
+from edge_agent.safe_load import json_loads
 
 AUDIT_VERSION = 2  # what the writer writes
 READABLE_VERSIONS = (1, 2)
@@ -287,7 +287,7 @@ class AuditLog:
         if line is None:
             return None
         try:
-            doc = json.loads(line)
+            doc = json_loads(line)
             int(doc["seq"]), str(doc["hash"])
         except (ValueError, KeyError, TypeError):
             raise AuditError(

@@ -30,6 +30,7 @@ from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, EdgeAgentError, SecurityError
 from edge_agent.identity.keys import load_approver_key, load_approver_public, load_authority_key, load_authority_public
+from edge_agent.safe_load import json_loads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,7 +112,7 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _read_json(path: Path) -> object:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json_loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path} not found", "check the path") from None
     except (ValueError, UnicodeDecodeError) as exc:

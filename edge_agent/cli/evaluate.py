@@ -19,6 +19,7 @@ from typing import Any
 from edge_agent.cli.progress import Progress
 from edge_agent.durable import atomic_write
 from edge_agent.errors import EdgeAgentError
+from edge_agent.safe_load import json_loads
 
 EXIT_GATE_FAILED = 3
 #: Spawning workers costs a few seconds of model loading each: only worth it for larger sets.
@@ -274,7 +275,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         try:
             data = source.read_bytes()
-            report = json.loads(data)
+            report = json_loads(data)
         except OSError as exc:
             raise EdgeAgentError(f"cannot read evaluation report {source}: {exc.strerror}", "pass report.json from 'edge-agent evaluate'") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -27,6 +27,7 @@ from edge_agent.control_room.db import Database
 from edge_agent.crypto.sealing import open_sealed, seal
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identifiers import check_deployment_id, check_subject_ref
+from edge_agent.safe_load import json_loads
 
 REFERENCES_FORMAT = "edge-agent-reference-images"
 REFERENCES_VERSION = 1
@@ -60,7 +61,7 @@ def seal_references(deployment_id: str, images: Sequence[tuple[str, int, date, b
 
 def parse_references(data: bytes) -> tuple[str, list[SealedReference]]:
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json_loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise ConfigError("reference-images file is not JSON", "use the file written by edge-agent watchlist build --references-out") from None
     if not isinstance(doc, dict) or doc.get("format") != REFERENCES_FORMAT:

@@ -28,6 +28,7 @@ from edge_agent.control_room.db import is_postgres
 from edge_agent.control_room.store import AlertStore
 from edge_agent.errors import EdgeAgentError
 from edge_agent.evaluation.metrics import Rate
+from edge_agent.safe_load import json_loads
 
 REPORT_FORMAT = "edge-agent-deployment-report"
 REPORT_VERSION = 1
@@ -77,7 +78,7 @@ def read_audit(path: Path, public_key: Ed25519PublicKey | None = None, checkpoin
         if not raw.strip():
             continue
         try:
-            doc = json.loads(raw)
+            doc = json_loads(raw)
         except ValueError:
             raise DeploymentReportError(f"audit log {path} line {line_no} is not JSON",
                                         "run edge-agent audit verify on it; the log may be damaged") from None

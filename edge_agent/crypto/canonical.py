@@ -21,6 +21,7 @@ from typing import Any
 import rfc8785
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.safe_load import json_loads
 
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 / I-JSON: integers beyond this are not exact in every reader
 
@@ -73,7 +74,7 @@ def loads_strict(data: bytes, on_error: Callable[[str, str], Exception] | None =
         raise fail(f"JSON constant {name} is not allowed", "numbers must be finite")
 
     try:
-        return json.loads(bytes(data).decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
+        return json_loads(bytes(data).decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)  # nesting limited
     except UnicodeDecodeError:
         raise fail("payload is not UTF-8", "the sender must send UTF-8 JSON") from None
     except json.JSONDecodeError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import ConfigError
+from edge_agent.safe_load import json_loads
 from edge_agent.vision.model_files import sha256_file
 
 PROVISIONAL_BASIS = "provisional_default"
@@ -159,7 +159,7 @@ def read_calibration_report(path: Path) -> CalibrationCitation:
     except OSError as exc:
         raise ConfigError(f"cannot read calibration report {path}: {exc.strerror}", "pass the file edge-agent calibrate --out wrote") from None
     try:
-        doc = json.loads(data)
+        doc = json_loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"calibration report {path} is not JSON: {exc}", "pass the file edge-agent calibrate --out wrote") from None
     if not isinstance(doc, dict) or doc.get("format") != CALIBRATION_FORMAT or doc.get("version") != CALIBRATION_VERSION:

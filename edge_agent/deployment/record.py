@@ -12,7 +12,6 @@ still parse and re-encode to their exact signed bytes, so they keep verifying.
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from edge_agent.deployment.calibration import (
 from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identifiers import check_deployment_id, check_device_id
+from edge_agent.safe_load import json_loads
 
 DEPLOYMENT_FORMAT = "edge-agent-deployment"
 DEPLOYMENT_VERSION = 2
@@ -240,7 +240,7 @@ class SignedDeployment:
     def unverified_record(self) -> DeploymentRecord:
         """Parse without checking signatures: only for display and retention decisions, never to authorise."""
         try:
-            doc = json.loads(self.record_bytes.decode("utf-8"))
+            doc = json_loads(self.record_bytes.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise SecurityError("deployment record bytes are not JSON", "the record is corrupt; ask the authority to reissue it") from None
         return DeploymentRecord.from_json(doc)
@@ -308,7 +308,7 @@ class SignedDeployment:
     @classmethod
     def from_bytes(cls, data: bytes) -> "SignedDeployment":
         try:
-            doc = json.loads(data.decode("utf-8"))
+            doc = json_loads(data.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             raise SecurityError("signed deployment is not JSON", "use the file exactly as issued by the authority") from None
         return cls.from_json(doc)

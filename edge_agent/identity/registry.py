@@ -19,6 +19,7 @@ from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, x255
 from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identifiers import check_device_id
+from edge_agent.safe_load import json_loads
 
 REGISTRY_VERSION = 1
 
@@ -38,7 +39,7 @@ class DeviceRegistry:
     def load(cls, path: Path) -> "DeviceRegistry":
         path = Path(path)
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json_loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"device registry {path} not found", "create it with: edge-agent keys init-device --registry FILE ...") from None
         except (ValueError, UnicodeDecodeError) as exc:

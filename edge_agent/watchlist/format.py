@@ -21,7 +21,6 @@ taken for a v2 one.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 
 from edge_agent.crypto.canonical import canonical_json, jcs
 from edge_agent.crypto.signing import WATCHLIST_V1, WATCHLIST_V2
+from edge_agent.safe_load import json_loads
 from edge_agent.watchlist.errors import NotAWatchlist, PackageTampered, UnknownFormatVersion
 
 MAGIC = b"EAWL"
@@ -144,7 +144,7 @@ def decode_container(data: bytes) -> Container:
         header_bytes = bytes(view[pos : pos + header_len])
         pos += header_len
         prefix = bytes(view[:pos])
-        header = json.loads(header_bytes.decode("utf-8"))
+        header = json_loads(header_bytes.decode("utf-8"))
         if not isinstance(header, dict) or canonical(header, version) != header_bytes:
             raise ValueError("header is not canonical JSON")
         (count,) = struct.unpack_from(">H", view, pos)
@@ -181,7 +181,7 @@ def decode_plaintext(plaintext: bytes, template_count: int, dim: int) -> tuple[l
     """Split decrypted bytes into entry metadata and an (N, dim) float32 array (in memory only)."""
     try:
         (meta_len,) = struct.unpack_from(">I", plaintext, 0)
-        meta = json.loads(plaintext[4 : 4 + meta_len].decode("utf-8"))
+        meta = json_loads(plaintext[4 : 4 + meta_len].decode("utf-8"))
         entries = meta["entries"]
         if not isinstance(entries, list):
             raise ValueError("entries is not a list")

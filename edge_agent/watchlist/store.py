@@ -12,7 +12,6 @@ the first place. Every wipe is written to the audit log (policing.md 4 and 15).
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from edge_agent.audit.log import AuditLog
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.durable import atomic_write, fsync_dir
 from edge_agent.errors import EdgeAgentError
+from edge_agent.safe_load import json_loads
 from edge_agent.watchlist.format import MAGIC, check_magic_and_version
 
 PACKAGE_NAME = "watchlist.eawl"
@@ -48,7 +48,7 @@ def read_summary(data: bytes) -> StoredSummary | None:
         if data[:4] != MAGIC:
             return None
         (header_len,) = struct.unpack_from(">I", data, 5)
-        header = json.loads(data[9 : 9 + header_len].decode("utf-8"))
+        header = json_loads(data[9 : 9 + header_len].decode("utf-8"))
         return StoredSummary(str(header["deployment_id"]), parse_utc(header["expires"], "expires"), str(header["package_id"]))
     except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError, CanonicalJsonError):
         return None
