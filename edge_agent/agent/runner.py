@@ -24,7 +24,7 @@ from edge_agent.agent.pipeline import MatchingPipeline
 from edge_agent.agent.storage_health import StorageHealth
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
-from edge_agent.capture.factory import is_live, open_source
+from edge_agent.capture.factory import is_file_source, is_live, open_source
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.deployment.policy import cited_calibration, describe_threshold
 from edge_agent.deployment.record import SignedDeployment
@@ -291,6 +291,11 @@ def _pacer(config: AgentConfig) -> FramePacer | None:
 def check_mode(mode: str, source: str, file_mode: str) -> None:
     """LFR authorises live capture only, RFR the search of recordings; OIFR is a per-still request
     (``edge-agent search``), never a running agent (policing.md 3: the mode is explicit)."""
+    if is_file_source(str(source)) and not Path(str(source).strip()).exists():
+        raise ConfigError(
+            f"capture.source {source} does not exist",
+            "copy the recording there, or correct capture.source in the agent config",
+        )
     live = is_live(str(source), file_mode)
     if mode == "LFR" and not live:
         raise ConfigError(

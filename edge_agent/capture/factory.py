@@ -96,13 +96,18 @@ def open_source(
     )
 
 
+def is_file_source(spec: str) -> bool:
+    """Whether a source spec names a file or folder (a recording), not a camera or stream."""
+    text = spec.strip()
+    return not (text.startswith(("picamera", "usb:", "/dev/")) or text.lower().startswith(STREAM_SCHEMES))
+
+
 def is_live(spec: str, file_mode: FileMode = "every_frame") -> bool:
     """Whether a source spec is live capture (camera, stream, or a file rehearsed as a camera) rather
     than a recording searched after the event; the deployment's mode authorises one or the other."""
-    text = spec.strip()
-    if text.startswith(("picamera", "usb:", "/dev/")) or text.lower().startswith(STREAM_SCHEMES):
+    if not is_file_source(spec):
         return True
-    return Path(text).is_file() and file_mode == "live"
+    return Path(spec.strip()).is_file() and file_mode == "live"
 
 
 def _int_after(text: str, prefix: str, default: int) -> int:

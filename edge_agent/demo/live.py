@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -168,6 +169,8 @@ def provision_site(
 
 
 def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True) -> DemoResult:
+    # Absolute: agent.toml names files relative to its own folder, so a relative workdir was applied twice.
+    workdir = Path(workdir).absolute()
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     say(f"edge-agent demo: the live agent on a sample video (3 people walk past; 2 are on the watchlist)\n  working folder: {workdir}")
     env = make_messaging_env(workdir / "fleet", (DEVICE_ID,))
@@ -178,6 +181,14 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
             broker = MosquittoBroker(env, workdir / "broker").start()
         except BrokerUnavailable as exc:
             broker_note = f" (Mosquitto unavailable: {exc.message}; {exc.hint})"
+    try:
+        return _run(workdir, say, env, broker, broker_note, kept)
+    finally:
+        if broker is not None:  # on every path, errors included: never leave a Mosquitto behind
+            broker.stop()
+
+
+def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: MosquittoBroker | None, broker_note: str, kept: bool) -> DemoResult:
     video = write_walk_past_video(workdir / "walk-past.avi", WALKERS)
     site = provision_site(workdir, video, broker, env=env)
     record = site.record
@@ -206,19 +217,19 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
     deployments.import_signed(SignedDeployment.load(site.deployment_path), datetime.now(timezone.utc), "demo", room_audit)
     intake = AlertIntake(registry, load_private_key(env.control_room_key, X25519PrivateKey), store, deployments, room_audit)
     listener = None
-    if broker is not None:
-        say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
-        listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict).start()
-        if not listener.subscribed.wait(10):
-            raise BrokerUnavailable(f"the control-room listener could not subscribe: {listener.last_error}", f"see the broker log {broker.log}")
-        say("[4/5] control-room listener subscribed (MQTT 5 shared subscription); it verifies signatures and opens crops")
-    else:
-        say(f"[3/5] no broker{broker_note}: alerts go from the device spool to the control-room intake in-process (same signed payloads)")
-        say("[4/5] control-room intake ready")
-
-    config = load_config(site.config_path)
-    say(f"[5/5] agent running on {Path(config.capture.source).name} ({len(WALKERS)} people walk past, 15 fps) ...")
     try:
+        if broker is not None:
+            say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
+            listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict).start()
+            if not listener.subscribed.wait(10):
+                raise BrokerUnavailable(f"the control-room listener could not subscribe: {listener.last_error}", f"see the broker log {broker.log}")
+            say("[4/5] control-room listener subscribed (MQTT 5 shared subscription); it verifies signatures and opens crops")
+        else:
+            say(f"[3/5] no broker{broker_note}: alerts go from the device spool to the control-room intake in-process (same signed payloads)")
+            say("[4/5] control-room intake ready")
+
+        config = load_config(site.config_path)
+        say(f"[5/5] agent running on {Path(config.capture.source).name} ({len(WALKERS)} people walk past, 15 fps) ...")
         summary = run_agent(config)
         if broker is None:
             with Spool(config.spool.path) as spool:
@@ -226,11 +237,13 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
                     on_verdict(intake.receive(alert_topic(DEVICE_ID), event.payload))
         else:
             _wait_for(lambda: sum(v.accepted for v in verdicts) >= summary.alerts, 15.0)
+    except BaseException:
+        store.close()
+        room_audit.close()
+        raise
     finally:
         if listener is not None:
             listener.stop(end_session=True)
-        if broker is not None:
-            broker.stop()
     accepted = [v for v in verdicts if v.accepted]
     rejected = [v for v in verdicts if not v.accepted]
     say(

@@ -200,6 +200,7 @@ class MosquittoBroker:
                     return self
             except OSError:
                 time.sleep(0.05)
+        self.stop(kill=True)  # a broker that never listened must not be left running
         raise BrokerUnavailable(f"mosquitto did not listen on {self.port}: {self.log_text()}", "check nothing else holds the port")
 
     def stop(self, kill: bool = False) -> None:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.crypto.sealing import open_sealed
 from edge_agent.crypto.signing import SignatureInvalid, verify
+from edge_agent.deployment.errors import DeploymentRefused
 from edge_agent.deployment.policy import authorise
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
@@ -111,7 +112,7 @@ def load_watchlist(
 ) -> LoadedWatchlist:
     """Verify and decrypt ``package`` for this device; raise a specific WatchlistRefused (or
     DeploymentRefused) subclass otherwise. ``expected_deployment``, when the deployment record is
-    also pushed as its own file, must be the very record the package is bound to."""
+    also pushed as its own file, must be the very record the package is bound to, validly signed by the authority."""
     if now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware UTC datetime")
     data = _read(package)
@@ -143,11 +144,8 @@ def load_watchlist(
         raise WatchlistExpired(f"watchlist expired at {expires.isoformat()} (now {now.isoformat()})", "it must be destroyed; a new deployment needs a new watchlist")
     if now < not_before:
         raise WatchlistNotYetValid(f"watchlist is valid from {not_before.isoformat()} (now {now.isoformat()})", "wait for the deployment start, or check the device clock")
-    if expected_deployment is not None and expected_deployment.record_bytes != signed_deployment.record_bytes:
-        raise DeploymentMismatch(
-            "the watchlist is bound to a different deployment record than the one configured",
-            "push the deployment record and the watchlist built for it together",
-        )
+    if expected_deployment is not None:
+        _check_pushed_deployment(expected_deployment, signed_deployment, authority_pub)
     record = authorise(signed_deployment, authority_pub, device_keys.device_id, now, approver_pubs, device_model)
     start = truncate_to_ms(record.start) if version >= 2 else record.start  # what the one timestamp form can carry
     if record.deployment_id != header.get("deployment_id") or expires > record.end or not_before != start:
@@ -193,6 +191,21 @@ def load_watchlist(
         model=package_model,
         device_id=device_keys.device_id,
     )
+
+
+def _check_pushed_deployment(pushed: SignedDeployment, bound: SignedDeployment, authority_pub: Ed25519PublicKey) -> None:
+    """A deployment record pushed as its own file is what operators and auditors read as the
+    authority: it must carry a valid authority signature itself, not only bytes equal to the copy
+    signed inside the package (issue 11: a corrupted signature was accepted)."""
+    try:
+        pushed.verify(authority_pub)
+    except SecurityError as exc:
+        raise DeploymentRefused(f"the separately pushed deployment record is refused: {exc.message}", exc.hint) from None
+    if pushed.record_bytes != bound.record_bytes:
+        raise DeploymentMismatch(
+            "the watchlist is bound to a different deployment record than the one configured",
+            "push the deployment record and the watchlist built for it together",
+        )
 
 
 def _read(package: bytes | Path | str) -> bytes:

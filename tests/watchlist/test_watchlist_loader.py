@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from watchlist_helpers import DURING, END, MODEL, START, citation, make_entries, make_record
 
-from edge_agent.deployment.errors import CalibrationMismatch, DeviceNotInDeployment, ThresholdApprovalMissing
+from edge_agent.deployment.errors import CalibrationMismatch, DeploymentRefused, DeviceNotInDeployment, ThresholdApprovalMissing
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.watchlist.errors import (
@@ -220,3 +220,18 @@ def test_separately_pushed_deployment_must_be_the_bound_one(world):
     other = SignedDeployment.sign(make_record(purpose="something else"), world.authority)
     with pytest.raises(DeploymentMismatch, match="different deployment record"):
         load_watchlist(data, dev, pub, MODEL, DURING, expected_deployment=other)
+
+
+def test_separately_pushed_deployment_must_carry_a_valid_signature(world):
+    """Equal bytes are not enough: the pushed file is what operators read as the authority (issue 11)."""
+    data, _ = world.pack()
+    dev, pub = world.devices["cam-01"], world.authority.public_key()
+    signature = bytearray(world.deployment.authority_signature)
+    signature[0] ^= 0x80
+    for bad in (
+        SignedDeployment(world.deployment.record_bytes, bytes(signature), world.deployment.approvals),
+        SignedDeployment.sign(world.deployment.unverified_record(), Ed25519PrivateKey.generate()),
+    ):
+        assert bad.record_bytes == world.deployment.record_bytes
+        with pytest.raises(DeploymentRefused, match="separately pushed deployment record is refused: .*signature is not valid"):
+            load_watchlist(data, dev, pub, MODEL, DURING, expected_deployment=bad)
