@@ -111,10 +111,10 @@ def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every:
         problem = _content_problem(doc)
         if problem is not None:
             return bad(line_no, seq, problem)
-        if not isinstance(doc["prev"], str) or not hmac.compare_digest(doc["prev"], prev):
+        if not _same_hash(doc["prev"], prev):
             return bad(line_no, seq, "prev hash does not match the previous record (record dropped, inserted or reordered)")
         expected = record_hash(record_body(seq, doc["time"], doc["actor"], doc["kind"], doc["details"], doc["prev"], doc["v"]))
-        if not isinstance(doc["hash"], str) or not hmac.compare_digest(doc["hash"], expected):
+        if not _same_hash(doc["hash"], expected):
             return bad(line_no, seq, "record hash does not match its content (record edited)")
         if doc["kind"] == CHECKPOINT_KIND:
             try:
@@ -132,3 +132,8 @@ def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every:
         prev = doc["hash"]
         good += 1
     return VerifyResult(True, good, checkpoints, since_checkpoint)
+
+
+def _same_hash(value: object, expected: str) -> bool:
+    """Constant-time equality; a non-ASCII string is simply unequal (compare_digest raises TypeError on it)."""
+    return isinstance(value, str) and value.isascii() and hmac.compare_digest(value, expected)

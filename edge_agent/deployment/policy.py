@@ -23,6 +23,7 @@ from edge_agent.deployment.errors import (
     ThresholdApprovalMissing,
 )
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+from edge_agent.errors import SecurityError
 
 __all__ = [  # the refusals are raised here; their one definition is deployment/errors.py
     "CALIBRATED_DEFAULT_THRESHOLD", "CalibrationMismatch", "DeploymentExpired", "DeploymentNotStarted", "DeploymentRefused",
@@ -143,7 +144,11 @@ def authorise(
     approver_pubs: Sequence[Ed25519PublicKey] = (),
     model_identity: Mapping[str, str] | None = None,
 ) -> DeploymentRecord:
-    """Verify the authority signature, then every policy rule; return the record only if all pass."""
-    record = signed.verify(authority_pub)
+    """Verify the authority signature, then every policy rule; return the record only if all pass.
+    Every refusal is a DeploymentRefused, a bad signature or record included."""
+    try:
+        record = signed.verify(authority_pub)
+    except SecurityError as exc:
+        raise DeploymentRefused(exc.message, exc.hint) from None
     check_record(record, device_id, now, signed.threshold_approved(approver_pubs, authority_pub), model_identity)
     return record

@@ -34,8 +34,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Decode bytes already in memory, after the header's dimensions pass the pixel limit."""
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes)", "the copy may have failed; copy it again")
     _check_dimensions(data, name)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV raises on some corrupt inputs (an empty buffer: an assertion) instead of returning None
+        image = None
     if image is None or image.size == 0:
         raise _undecodable(name)
     return image

@@ -1,0 +1,48 @@
+"""Crashes the fuzzers found, each pinned as a plain test (issue 11.4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_agent.audit.log import AuditLog
+from edge_agent.audit.verify import verify_audit_log
+from edge_agent.deployment.errors import DeploymentRefused
+from edge_agent.errors import ImageError
+from edge_agent.vision.image_io import decode_image
+from edge_agent.watchlist.loader import load_watchlist
+from targets import DEVICE, DURING, MODEL, _seal_package, _split_real, make_world
+
+
+def test_audit_hash_fields_with_non_ascii_text_are_a_broken_log_not_a_type_error(tmp_path):
+    """hmac.compare_digest raises TypeError on non-ASCII str: verify let it escape."""
+    world = make_world()
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path, world.device.signing_key, f"device:{DEVICE}") as log:
+        log.append("agent_started", {"version": "0.1.0"})
+    lines = path.read_text().splitlines()
+    for field in ("prev", "hash"):
+        doc = json.loads(lines[0])
+        doc[field] = "é" * 64
+        path.write_text(json.dumps(doc) + "\n" + "\n".join(lines[1:]) + "\n")
+        result = verify_audit_log(path, world.device.signing_public)
+        assert not result.ok and result.first_bad_line == 1 and "hash" in result.reason
+
+
+def test_an_empty_image_is_an_image_error():
+    """cv2.imdecode raises cv2.error (an assertion) on an empty buffer instead of returning None."""
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"", "probe.jpg")
+
+
+def test_a_package_whose_embedded_deployment_signature_is_bad_is_a_deployment_refusal():
+    """The authority signed the package, but the deployment inside it does not verify: the loader
+    raised a bare SecurityError, which is neither of its documented refusals."""
+    world = make_world()
+    header_bytes, plaintext = _split_real(world, 1)
+    header = json.loads(header_bytes)
+    header["deployment"]["authority_signature"] = "A" * 86 + "=="  # well-formed base64 of 64 zero bytes: not the signature
+    data = _seal_package(world, json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), plaintext)
+    with pytest.raises(DeploymentRefused, match="signature is not valid"):
+        load_watchlist(data, world.device, world.authority.public_key(), MODEL, DURING)
