@@ -20,7 +20,7 @@ import struct
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class World:
     deployment: Any  # SignedDeployment
     record: Any  # DeploymentRecord
     scratch: Path
+    seals: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)  # header prefix -> (content key, device seal)
 
 
 def make_world() -> World:
@@ -164,10 +165,15 @@ def _seal_package(world: World, header_bytes: bytes, plaintext: bytes) -> bytes:
     from edge_agent.watchlist.format import FORMAT_VERSION, MAGIC, NONCE_LEN, SEAL_CONTEXT, SIGNATURE_DOMAIN, encode_unsigned, seal_aad
 
     prefix = MAGIC + bytes([FORMAT_VERSION]) + struct.pack(">I", len(header_bytes)) + header_bytes
-    key = AESGCM.generate_key(bit_length=256)
+    if prefix not in world.seals:  # one content key and seal per header: the X25519 step is the slow part
+        if len(world.seals) > 256:
+            world.seals.clear()
+        key = AESGCM.generate_key(bit_length=256)
+        world.seals[prefix] = (key, seal(key, world.device.sealing_public, SEAL_CONTEXT, seal_aad(prefix, DEVICE)))
+    key, sealed = world.seals[prefix]
     nonce = os.urandom(NONCE_LEN)
     payload = nonce + AESGCM(key).encrypt(nonce, plaintext, prefix)
-    unsigned = encode_unsigned(prefix, {DEVICE: seal(key, world.device.sealing_public, SEAL_CONTEXT, seal_aad(prefix, DEVICE))}, payload)
+    unsigned = encode_unsigned(prefix, {DEVICE: sealed}, payload)
     return unsigned + sign(world.authority, SIGNATURE_DOMAIN, unsigned)
 
 
