@@ -229,13 +229,21 @@ class Table:
                 f"save the key to a file (chmod 600 for private keys) and set {self.name(key)} to its path",
                 redact=True,
             )
-        path = Path(raw).expanduser()
+        path = self.expand_user(key, raw)
         if not path.is_absolute():
             path = self.base_dir / path
         path = Path(*path.parts)  # normalise without resolving symlinks
         if self.check_files and must != "any":
             self._check_path(key, path, must, private)
         return path
+
+    def expand_user(self, key: str, raw: str) -> Path:
+        """``~`` / ``~user`` expanded; a user unknown here is a ConfigError (pathlib raises RuntimeError)."""
+        try:
+            return Path(raw).expanduser()
+        except RuntimeError:
+            raise self.error(key, raw, "starts with ~ but that home folder cannot be found on this machine",
+                             f"write the full path in {self.name(key)}") from None
 
     def _check_path(self, key: str, path: Path, must: str, private: bool) -> None:
         if must == "file" and not path.is_file():

@@ -293,16 +293,18 @@ def calibration_report(world: World) -> Target:
 # --- alert events -----------------------------------------------------------------------------------
 def _events(world: World, control_room_pub: Any, n: int = 3) -> list[bytes]:
     from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
-    from edge_agent.events.schema import Candidate
+    from edge_agent.events.schema import AuditHead, Candidate
     from edge_agent.events.signing import encode_event
 
-    builder = EventBuilder(DeviceContext(DEVICE, world.record.deployment_id, "wl-1", MODEL), world.device.signing_key, control_room_pub)
+    context = DeviceContext(DEVICE, world.record.deployment_id, "wl-1", {**MODEL, "precision": "int8"})
+    builder = EventBuilder(context, world.device.signing_key, control_room_pub)
     jpeg = (FACES / "obama_1.jpg").read_bytes()[:2000]
     out = []
     for seq in range(1, n + 1):
         cands = tuple(Candidate(f"CASE-{i:05d}", round(0.9 - 0.1 * i, 6)) for i in range(seq))
         decision = MatchDecision(cands[0].subject_ref, "suspect", cands[0].score, 0.6, cands, (10, 20, 110, 140))
-        out.append(encode_event(builder.build(decision, jpeg, DURING, seq)))
+        event = builder.build(decision, jpeg, DURING, seq, spool_epoch="5e" * 16, audit_head=AuditHead(40 + seq, hashlib.sha256(bytes([seq])).hexdigest()))
+        out.append(encode_event(event))
     return out
 
 
@@ -326,10 +328,10 @@ def event_payload(world: World) -> Target:
 def _resign_event(world: World, data: bytes) -> bytes:
     """Sign the mutated event again with the device key (over the same bytes the device signs),
     if it is a JSON object; anything else goes to the intake as it is."""
-    from edge_agent.crypto.canonical import canonical_json
-    from edge_agent.crypto.signing import ALERT_V1_UNDOMAINED, sign
+    from edge_agent.crypto.canonical import canonical_json, jcs
+    from edge_agent.crypto.signing import ALERT_V1_UNDOMAINED, ALERT_V2, sign
     from edge_agent.errors import EdgeAgentError
-    from edge_agent.events.schema import parse_payload
+    from edge_agent.events.schema import SCHEMA_V1, parse_payload
 
     try:
         doc = parse_payload(data)
@@ -338,12 +340,14 @@ def _resign_event(world: World, data: bytes) -> bytes:
     if not isinstance(doc, dict) or "signature" not in doc:
         return data
     unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    v1 = doc.get("schema") == SCHEMA_V1  # read-only legacy: canonical_json, no domain
+    encode, domain = (canonical_json, ALERT_V1_UNDOMAINED) if v1 else (jcs, ALERT_V2)
     try:
-        signed_bytes = canonical_json(unsigned)
-    except (EdgeAgentError, ValueError, TypeError, RecursionError):
+        signed_bytes = encode(unsigned)
+        doc["signature"] = base64.b64encode(sign(world.device.signing_key, domain, signed_bytes)).decode()
+        return encode(doc)
+    except (EdgeAgentError, ValueError, TypeError):
         return data
-    doc["signature"] = base64.b64encode(sign(world.device.signing_key, ALERT_V1_UNDOMAINED, signed_bytes)).decode()
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def event_intake(world: World) -> Target:

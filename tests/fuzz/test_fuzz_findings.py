@@ -46,3 +46,21 @@ def test_a_package_whose_embedded_deployment_signature_is_bad_is_a_deployment_re
     data = _seal_package(world, json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), plaintext)
     with pytest.raises(DeploymentRefused, match="signature is not valid"):
         load_watchlist(data, world.device, world.authority.public_key(), MODEL, DURING)
+
+
+@pytest.mark.parametrize("key, line", [("signing_key", 'signing_key = "~nosuchuser-fuzz/device.key"'),
+                                       ("source", 'source = "~nosuchuser-fuzz/video.mp4"')])
+def test_a_path_in_an_unknown_users_home_is_a_config_error(tmp_path, key, line):
+    """pathlib's expanduser raises RuntimeError for ~name when no such user exists."""
+    from edge_agent.agent.config import load_config
+    from edge_agent.errors import ConfigError
+    from targets import CONFIG_SEED
+
+    field = line.split(" = ")[0]
+    text = "\n".join(line if row.startswith(f"{field} = ") else row for row in CONFIG_SEED.splitlines())
+    assert line in text
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="home folder cannot be found") as info:
+        load_config(path, check_files=False)
+    assert key in info.value.message
