@@ -22,13 +22,14 @@ from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
 from edge_agent.agent.pacing import FramePacer, PacingPolicy
 from edge_agent.agent.pipeline import MatchingPipeline
 from edge_agent.agent.storage_health import StorageHealth
+from edge_agent.agent.trusted_time import ClockSetBack, TimeHighWater
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
 from edge_agent.capture.factory import is_file_source, is_live, open_source
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.deployment.policy import cited_calibration, describe_threshold
 from edge_agent.deployment.record import SignedDeployment
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
 from edge_agent.events.mqtt_client import AlertPublisher, Telemetry
 from edge_agent.events.mqtt_connection import BrokerConfig
@@ -116,6 +117,7 @@ def run_agent(
     spool: Spool | None = None
     try:
         now = clock()
+        trusted = _trusted_time(state_dir, audit, now)
         record_config_change(config, state_dir, audit, now)
         pushed = Path(config.watchlist.package) if config.watchlist.package is not None else None
         pushed_present = pushed is not None and pushed.exists()
@@ -167,6 +169,7 @@ def run_agent(
             control_room,
         )
         spool = Spool(config.spool.path, config.spool.max_bytes, timedelta(days=config.spool.max_age_days), on_drop=audit_spool_drop(audit), clock=clock)
+        _purge_expired(spool)  # retention runs whether or not a broker is reachable (issue 10.12)
         broker = _broker(config)
         source = open_source(config.capture)
         # The outbox wakes the publisher, which does not exist yet: a closure resolves it at call time.
@@ -245,7 +248,10 @@ def run_agent(
                         audit_face_counts()
                     if time.monotonic() - last_retention > RETENTION_CHECK_S:
                         last_retention = time.monotonic()
-                        if not watchlist.active(clock()):
+                        checked_at = clock()
+                        _advance_trusted_time(trusted, checked_at, audit)  # a clock set back is not a deployment end
+                        _purge_expired(spool)
+                        if not watchlist.active(checked_at):
                             reason = "deployment ended"
                             break
         finally:
@@ -270,6 +276,40 @@ def run_agent(
             spool.close()
         audit.close()
         notifier.close()
+
+
+def _trusted_time(state_dir: Path, audit: AuditLog, now: datetime) -> TimeHighWater:
+    try:
+        return TimeHighWater.open(state_dir, audit.last_time(), now)
+    except ClockSetBack as exc:
+        _audit_clock_set_back(audit, now, exc)
+        raise
+
+
+def _advance_trusted_time(trusted: TimeHighWater, now: datetime, audit: AuditLog) -> None:
+    """While running: a clock stepped back past the mark stops matching (raises ClockSetBack)."""
+    try:
+        trusted.advance(now)
+    except ClockSetBack as exc:
+        _audit_clock_set_back(audit, now, exc)
+        raise
+
+
+def _audit_clock_set_back(audit: AuditLog, now: datetime, exc: ClockSetBack) -> None:
+    from edge_agent.timestamps import format_timestamp
+
+    log.error("%s", exc.message)
+    try:
+        audit.append("clock_set_back", {"now": format_timestamp(now), "high_water": format_timestamp(exc.mark)}, now=exc.mark)
+    except EdgeAgentError:
+        pass  # a full disk: the error itself still stops matching
+
+
+def _purge_expired(spool: Spool) -> None:
+    try:
+        spool.purge_expired()
+    except EdgeAgentError as exc:  # a full disk must not end the agent; the next check retries
+        log.error("spool retention run failed: %s", exc.message)
 
 
 def _ended(deployment_id: str) -> WatchlistExpired:

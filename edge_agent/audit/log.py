@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, jcs
 from edge_agent.crypto.signing import AUDIT_CHECKPOINT_V1, sign
-from edge_agent.durable import fsync_dir
+from edge_agent.durable import atomic_write, fsync_dir
 from edge_agent.timestamps import format_timestamp
 from edge_agent.errors import EdgeAgentError
 from edge_agent.identifiers import IdentifierError, check_actor
@@ -55,13 +56,19 @@ KINDS = (
     "deployment_ended",
     "faces_processed",
     "session_summary",
+    "storage_failed",
+    "storage_recovered",
+    "audit_tail_repaired",
+    "clock_set_back",
 )
+TORN_SCAN_BYTES = 1 << 20  # how far back open() looks for the last whole record of a torn log
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{2,47}")
 _KIND = KIND_PATTERN
 # Names that only ever hold biometric material; refused whatever their value.
 _BIOMETRIC_KEYS = frozenset({"embedding", "embeddings", "template", "templates", "crop", "crops", "image", "images", "frame", "frames", "probe", "face_image", "vector"})
 MAX_STRING = 1000  # a base64 128-D float32 template is ~684 chars; crops are far longer
 MAX_NUMBER_LIST = 16
+_logger = logging.getLogger(__name__)
 
 
 class AuditError(EdgeAgentError):
@@ -156,7 +163,10 @@ class AuditLog:
 
     @classmethod
     def open(cls, path: Path, signing_key: Ed25519PrivateKey | None, actor: str, checkpoint_every: int = 100) -> "AuditLog":
-        """Open (creating 0600 if needed). Refuses a log whose last line is torn or not a record."""
+        """Open (creating 0600 if needed). A torn tail (a crash or full disk mid-append, from a
+        writer older than the all-or-nothing append) is cut back to the last whole record, the cut
+        bytes kept beside the log as evidence and an ``audit_tail_repaired`` record appended: a
+        torn log is never a reason for the agent not to start (issue 11)."""
         path = Path(path)
         if checkpoint_every < 1:
             raise AuditError("checkpoint_every must be at least 1", "use the default 100")
@@ -171,7 +181,14 @@ class AuditLog:
         try:
             log = cls(path, fd, signing_key, _check_actor(actor), checkpoint_every)
             with log._locked():
+                repaired = log._repair_tail()
                 log._tail()  # validates the last record now, not at the first alert
+                if repaired is not None:
+                    seq, prev = log._tail()
+                    try:
+                        log._write(seq + 1, datetime.now(timezone.utc), log._actor, "audit_tail_repaired", repaired, prev)
+                    except AuditError as exc:  # still full: start anyway, the cut is logged
+                        _logger.error("audit log %s: the repair could not be recorded: %s", path, exc.message)
         except BaseException:
             os.close(fd)
             raise
@@ -216,6 +233,15 @@ class AuditLog:
         with self._locked():
             return self._tail()
 
+    def last_time(self) -> datetime | None:
+        """The time of the last record: time this device has already seen (agent/trusted_time.py)."""
+        with self._locked():
+            doc = self._last_record()
+        try:
+            return datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")) if doc is not None else None
+        except (KeyError, ValueError):
+            return None
+
     def checkpoint(self, now: datetime | None = None) -> AuditRecord | None:
         """Sign the current head now (e.g. at shutdown); None if there is no key or nothing to sign."""
         if self._signing_key is None:
@@ -248,16 +274,61 @@ class AuditLog:
             signature = base64.b64encode(sign(self._signing_key, CHECKPOINT_DOMAIN, bytes.fromhex(digest))).decode("ascii")
         record = AuditRecord(seq, body["time"], actor, kind, details, prev, digest, signature)
         line = encode(record.to_json()) + b"\n"
+        size = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             written = os.write(self._fd, line)
             if written != len(line):
                 raise OSError(28, "short write")
             os.fsync(self._fd)
         except OSError as exc:
+            # All or nothing: a partial line (ENOSPC mid-write) is cut off again at once.
+            try:
+                os.ftruncate(self._fd, size)
+                os.fsync(self._fd)
+            except OSError:
+                pass  # then the next open() cuts it (_repair_tail)
             raise AuditError(
                 f"cannot write audit log {self.path}: {exc.strerror or exc}", "free disk space; the action was not recorded"
             ) from None
         return record
+
+    def _repair_tail(self) -> dict[str, Any] | None:
+        """Cut anything after the last whole, parseable record; returns the repair's audit details."""
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if size == 0:
+            return None
+        start = max(0, size - TORN_SCAN_BYTES)
+        data = os.pread(self._fd, size - start, start)
+        keep = len(data)
+        while keep > 0:
+            if data[keep - 1 : keep] != b"\n":  # unterminated: torn
+                cut = data.rfind(b"\n", 0, keep)
+                keep = cut + 1 if cut >= 0 else 0
+                continue
+            cut = data.rfind(b"\n", 0, keep - 1)
+            if _is_record(data[cut + 1 : keep - 1]):
+                break
+            keep = cut + 1 if cut >= 0 else 0
+        if keep == len(data):
+            return None
+        if keep == 0 and start > 0:
+            raise AuditError(
+                f"audit log {self.path} has no whole record in its last {TORN_SCAN_BYTES} bytes",
+                "run edge-agent audit verify; keep this file as evidence and move it aside to start a new log",
+            )
+        torn = data[keep:]
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        evidence = self.path.with_name(f"{self.path.name}.torn-{stamp}")
+        try:
+            atomic_write(evidence, torn, mode=0o600)
+            kept_as: str | None = evidence.name
+        except OSError as exc:  # a full disk: the hash in the repair record still identifies the bytes
+            _logger.error("audit log %s: cannot keep the torn tail as evidence: %s", self.path, exc)
+            kept_as = None
+        os.ftruncate(self._fd, start + keep)
+        os.fsync(self._fd)
+        _logger.warning("audit log %s: cut a torn tail of %d bytes (kept as %s)", self.path, len(torn), kept_as)
+        return {"cut_bytes": len(torn), "cut_sha256": hashlib.sha256(torn).hexdigest(), "kept_as": kept_as}
 
     def _locked(self) -> "_Flock":
         if self._fd < 0:
@@ -301,6 +372,15 @@ class AuditLog:
         if doc is None:
             return -1, GENESIS_HASH
         return int(doc["seq"]), str(doc["hash"])
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        doc = json_loads(line)
+        int(doc["seq"]), str(doc["hash"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(doc, dict)
 
 
 class _Flock:

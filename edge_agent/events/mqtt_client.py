@@ -95,14 +95,12 @@ class AlertPublisher:
         window: int = 64,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] | None = None,
-        purge_interval_s: float = 60.0,
     ) -> None:
         self.config = config
         self.device_id = check_device_id(device_id)
         self.spool = spool
         self._telemetry = telemetry or Telemetry
         self._telemetry_interval = telemetry_interval_s
-        self._purge_interval = purge_interval_s
         self._window = window
         self._backoff = backoff or Backoff()
         self._clock = clock or (lambda: datetime.now(timezone.utc))
@@ -218,7 +216,6 @@ class AlertPublisher:
 
     def _serve(self, client: mqtt.Client) -> None:
         next_telemetry = 0.0
-        next_purge = 0.0
         next_scan = 0.0
         while True:
             rc = client.loop(timeout=0.01)
@@ -233,9 +230,6 @@ class AlertPublisher:
                 self._say_offline(client)
                 return
             now = time.monotonic()
-            if now >= next_purge:
-                self.spool.purge_expired()
-                next_purge = now + self._purge_interval
             if self._wake.is_set() or now >= next_scan or (self._retry and min(self._retry.values()) <= now):
                 self._submit(client)
                 next_scan = now + 0.5

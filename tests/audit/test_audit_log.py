@@ -184,15 +184,62 @@ def test_bad_kind_and_actor_refused(tmp_path, key):
             log.append("alert_raised", {}, actor="bad actor", now=T0)
 
 
-def test_torn_tail_refused_on_open_and_named_by_verify(tmp_path, key):
+def test_torn_tail_is_named_by_verify_and_cut_back_on_open(tmp_path, key):
+    """Issue 11: a partial line (disk full mid-append by an older writer, or a crash) made every
+    later start refuse the log. Now open() cuts it back, keeps the bytes, audits the repair, and
+    the log verifies again."""
+    import hashlib
+
+    path = tmp_path / "a.jsonl"
+    write_log(path, key, n=3)
+    torn = b'{"v":1,"seq":3'
+    with open(path, "ab") as fh:
+        fh.write(torn)
+    r = verify_audit_log(path, key.public_key())
+    assert not r.ok and r.first_bad_line == 5 and "torn" in r.reason and r.records == 4
+    with AuditLog.open(path, key, "device:cam-01") as log:
+        log.append("config_changed", {"after": "repair"}, now=T0)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    repair = next(r for r in records if r["kind"] == "audit_tail_repaired")
+    assert repair["details"]["cut_bytes"] == len(torn) and repair["details"]["cut_sha256"] == hashlib.sha256(torn).hexdigest()
+    assert (tmp_path / repair["details"]["kept_as"]).read_bytes() == torn
+    assert (tmp_path / repair["details"]["kept_as"]).stat().st_mode & 0o777 == 0o600
+    assert verify_audit_log(path, key.public_key()).ok
+
+
+def test_a_complete_garbage_last_line_is_cut_too(tmp_path, key):
+    """A torn line an older writer continued after (partial + a whole record on one line)."""
     path = tmp_path / "a.jsonl"
     write_log(path, key, n=3)
     with open(path, "ab") as fh:
-        fh.write(b'{"v":1,"seq":3')
-    with pytest.raises(AuditError, match="torn"):
-        AuditLog.open(path, key, "device:cam-01")
-    r = verify_audit_log(path, key.public_key())
-    assert not r.ok and r.first_bad_line == 5 and "torn" in r.reason and r.records == 4
+        fh.write(b'{"v":1,"se{"v":1,"seq":9}\n')
+    with AuditLog.open(path, key, "device:cam-01"):
+        pass
+    assert verify_audit_log(path, key.public_key()).ok
+
+
+def test_an_append_that_fails_midway_leaves_no_partial_line(tmp_path, key, monkeypatch):
+    """All or nothing: ENOSPC after part of the line was written is cut off at once."""
+    import os as _os
+
+    path = tmp_path / "a.jsonl"
+    log = AuditLog.open(path, key, "device:cam-01")
+    log.append("config_changed", {"i": 0}, now=T0)
+    before = path.read_bytes()
+    real_write = _os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("edge_agent.audit.log.os.write", half_then_full)
+    with pytest.raises(AuditError, match="No space left"):
+        log.append("config_changed", {"i": 1}, now=T0)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    log.append("config_changed", {"i": 2}, now=T0)
+    log.close(now=T0)
+    assert verify_audit_log(path, key.public_key()).ok
 
 
 def test_no_signing_key_means_no_checkpoints(tmp_path):

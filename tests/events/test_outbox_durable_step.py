@@ -114,3 +114,27 @@ def test_a_version_1_spool_is_upgraded_and_keeps_its_alerts(tmp_path):
         assert [p.event_id for p in spool.pending()] == ["e-1"]
         assert spool.stats().last_seq == 1
     assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == SPOOL_SCHEMA_VERSION == 2
+
+
+def test_a_torn_spool_wal_is_not_a_reason_to_refuse_to_start(tmp_path):
+    """SQLite's WAL frames carry checksums: a crash mid-append leaves a torn last frame that the next
+    open ignores (that transaction never committed); every whole transaction before it is kept."""
+    import shutil
+    import uuid
+
+    live = tmp_path / "live"
+    live.mkdir()
+    spool = Spool(live / "spool.db")
+    for _ in range(5):
+        spool.append(lambda seq: (str(uuid.uuid4()), b"x" * 3000))
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("spool.db", "spool.db-wal"):  # copied while open: the WAL is not checkpointed
+        shutil.copy(live / name, crashed / name)
+    spool.close()
+    wal = crashed / "spool.db-wal"
+    wal.write_bytes(wal.read_bytes()[:-2000])  # tear the last frame
+    with Spool(crashed / "spool.db") as reopened:
+        seqs = [p.seq for p in reopened.pending()]
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 4
+        assert reopened.append(lambda seq: (str(uuid.uuid4()), b"y")).seq == 5
