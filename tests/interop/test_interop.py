@@ -1,0 +1,124 @@
+"""Issue 16.4: our bytes verified by tests/interop/verifier.py, written from docs/formats alone
+with PyNaCl and pycryptodome: the documented golden examples, and a real demo's events, crops,
+audit log and installed watchlist. The driver uses edge_agent to *make* the bytes; the verifier
+never imports it."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import re
+import sqlite3
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import verifier  # noqa: E402
+from verifier import Refused  # noqa: E402
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats"
+DEVICE_SEED = bytes([1]) * 32
+CONTROL_ROOM_X25519 = bytes([2]) * 32
+CONTROL_ROOM_SIGNING_SEED = bytes([3]) * 32
+
+
+def _public(seed: bytes) -> bytes:
+    import nacl.signing
+
+    return bytes(nacl.signing.SigningKey(seed).verify_key)
+
+
+def _blocks(doc: str, after: str) -> list[bytes]:
+    text = (DOCS / doc).read_text(encoding="utf-8").split(after, 1)[1]
+    return [m.encode() for m in re.findall(r"```json\n(.*?)\n```", text, re.S)]
+
+
+def test_the_verifier_imports_neither_our_code_nor_cryptography():
+    tree = ast.parse((Path(__file__).resolve().parent / "verifier.py").read_text())
+    modules = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not modules & {"edge_agent", "cryptography", "rfc8785"}
+    assert {"nacl", "Crypto"} <= modules
+
+
+def test_jcs_matches_the_rfc_examples():
+    # RFC 8785 section 3.2.2.3 number examples and 3.2.3 sorting example
+    assert verifier.jcs(-0.0) == b"0"
+    examples = {0.0: "0", 1e21: "1e+21", 1e-7: "1e-7", 0.000001: "0.000001", 333333333.3333333: "333333333.3333333",
+                1.7976931348623157e308: "1.7976931348623157e+308", 5e-324: "5e-324", 9007199254740992.0: "9007199254740992",
+                295147905179352830000.0: "295147905179352830000", 4.5: "4.5", 2e-3: "0.002", 0.000001234: "0.000001234"}
+    for value, text in examples.items():
+        assert verifier.jcs(value) == text.encode()
+    sorted_example = {"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+                      "1": "One", "\U0001f600": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}
+    keys = list(json.loads(verifier.jcs(sorted_example)))
+    assert keys == ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
+
+
+def test_golden_alerts_verify_and_their_crop_opens():
+    v2 = _blocks("events.md", "## Golden example\n")[0]
+    v1 = _blocks("events.md", "## Version 1 (")[0]
+    for payload in (v2, v1):
+        alert = verifier.verify_alert(payload, _public(DEVICE_SEED))
+        assert verifier.open_crop(alert, CONTROL_ROOM_X25519)[:2] == b"\xff\xd8"
+    # positive controls: the verifier refuses what it should
+    with pytest.raises(Refused, match="non_canonical"):
+        verifier.verify_alert(json.dumps(json.loads(v2)).encode(), _public(DEVICE_SEED))
+    with pytest.raises(Refused, match="bad_signature"):
+        verifier.verify_alert(v2.replace(b'"seq":17', b'"seq":18'), _public(DEVICE_SEED))
+    with pytest.raises(Refused, match="duplicate_key"):
+        verifier.verify_alert(v2.replace(b'{"audit_head"', b'{"seq":1,"audit_head"', 1), _public(DEVICE_SEED))
+    with pytest.raises(Refused, match="bad_seal"):
+        verifier.open_crop({**json.loads(v2), "event_id": "00000000-0000-4000-8000-000000000000"}, CONTROL_ROOM_X25519)
+
+
+def test_golden_receipt_and_adjudication_notice_verify():
+    blocks = _blocks("receipts.md", "## Golden examples")
+    assert len(blocks) == 2
+    kinds = [verifier.verify_control_room_message(b, _public(CONTROL_ROOM_SIGNING_SEED))["schema"] for b in blocks]
+    assert kinds == ["lfr.receipt/1", "lfr.adjudication/1"]
+    with pytest.raises(Refused, match="bad_signature"):
+        verifier.verify_control_room_message(blocks[0], _public(DEVICE_SEED))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from edge_agent.demo.live import run_demo
+
+    workdir = tmp_path_factory.mktemp("demo")
+    result = run_demo(workdir, io.StringIO(), use_broker=False)
+    assert len(result.verified) == 2
+    return workdir, result
+
+
+def test_a_real_demo_verifies_from_the_docs_alone(demo):
+    workdir, result = demo
+    registry = json.loads((workdir / "fleet" / "registry.json").read_text()) if (workdir / "fleet" / "registry.json").exists() else None
+    if registry is None:
+        registry = json.loads(next((workdir / "fleet").rglob("registry*.json")).read_text())
+    [(device_id, entry)] = registry["devices"].items()
+    device_pub = verifier.b64(entry["ed25519"])
+    control_room_key = verifier.pem_x25519_private(next((workdir / "fleet").rglob("control_room_x25519.key")).read_text())
+    with sqlite3.connect(result.alerts_db) as db:
+        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM alerts")]
+    assert len(payloads) == 2
+    for payload in payloads:
+        alert = verifier.verify_alert(payload, device_pub)
+        assert alert["schema"] == "lfr.alert/2" and alert["device_id"] == device_id
+        assert verifier.open_crop(alert, control_room_key)[:2] == b"\xff\xd8"
+    audit = (workdir / "state" / "audit.log").read_bytes()
+    assert verifier.verify_audit_log(audit, device_pub) >= 3
+    with pytest.raises(Refused):  # positive control: an edited record is caught
+        verifier.verify_audit_log(audit.replace(b'"kind":"alert_raised"', b'"kind":"alert_raisex"', 1), device_pub)
+    authority_pub = verifier.pem_ed25519_public((workdir / "authority" / "authority_ed25519.pub").read_text())
+    device_seal_key = verifier.pem_x25519_private(next((workdir / "fleet").rglob("device_x25519.key")).read_text())
+    package = next((workdir / "state").rglob("*.eawl")).read_bytes()
+    header, entries, template_bytes = verifier.open_watchlist(package, authority_pub, device_id, device_seal_key)
+    assert header["entry_count"] == len(entries) == 2
+    assert template_bytes == header["template_count"] * header["dim"] * 4
+    with pytest.raises(Refused, match="bad_signature"):
+        verifier.open_watchlist(package[:100] + bytes([package[100] ^ 1]) + package[101:], authority_pub, device_id, device_seal_key)
