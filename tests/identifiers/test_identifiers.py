@@ -248,3 +248,17 @@ def test_the_audit_log_refuses_a_bad_actor_with_the_rule_message(tmp_path, value
     with AuditLog.open(tmp_path / "audit.log", None, "device:cam-01") as log, pytest.raises(AuditError) as info:
         log.append("alert_raised", {}, actor=value)
     assert info.value.message == expected
+
+
+def test_identifiers_doc_table_is_the_code():
+    import re
+
+    from edge_agent.identifiers import PIXEL_FORMATS, RULES, TOPIC_PREFIX
+
+    doc = (REPO / "docs" / "formats" / "identifiers.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([a-z_ ]+) \| `([^`]+)` \| (\d+)-(\d+) \|", doc, re.M)
+    assert [(name, pattern, int(lo), int(hi)) for name, pattern, lo, hi in rows] == [
+        (r.name, r.pattern.pattern, r.min_length, r.max_length) for r in RULES
+    ]
+    assert f"`{TOPIC_PREFIX}`" in doc and all(f"`{p}`" in doc for p in PIXEL_FORMATS)
+    assert f"at most {MAX_RETENTION.days} days" in doc
