@@ -244,16 +244,20 @@ def verify_audit_log(data: bytes, device_public_raw: bytes) -> int:
 
 
 def open_watchlist(package: bytes, authority_public_raw: bytes, device_id: str, device_private_raw: bytes) -> tuple[dict, list[dict], int]:
-    """watchlist.md: signature over the domain and every byte before the last 64, then the device's
-    seal, then the payload. Returns (header, entries, number of template bytes)."""
-    if package[:4] != b"EAWL":
+    """watchlist.md (v2, and v1): signature over the domain and every byte before the last 64, then
+    the device's seal, then the payload. Returns (header, entries, number of template bytes)."""
+    if package[:4] != b"EAWL" or package[4] not in (1, 2):
         raise Refused("magic")
-    ed25519_verify(authority_public_raw, b"edge-agent watchlist v1\x00" + package[:-64], package[-64:])
     version = package[4]
+    tag = b"v%d" % version  # v2 and v1 differ only in these names (watchlist.md)
+    ed25519_verify(authority_public_raw, b"edge-agent watchlist " + tag + b"\x00" + package[:-64], package[-64:])
     pos = 5
     (header_len,) = struct.unpack_from(">I", package, pos)
     pos += 4
-    header = strict_json(package[pos : pos + header_len])
+    header_bytes = package[pos : pos + header_len]
+    header = strict_json(header_bytes)
+    if version == 2 and jcs(header) != header_bytes:
+        raise Refused("non_canonical", "watchlist v2 header")
     pos += header_len
     prefix = package[:pos]
     if header.get("version") != version:
@@ -275,8 +279,8 @@ def open_watchlist(package: bytes, authority_public_raw: bytes, device_id: str, 
     payload = package[pos : pos + payload_len]
     if pos + payload_len != len(package) - 64:
         raise Refused("layout")
-    aad = b"edge-agent watchlist v1 seal\x00" + device_id.encode("ascii") + b"\x00" + hashlib.sha256(prefix).digest()
-    content_key = open_sealed(seals[device_id], device_private_raw, b"watchlist-v1", aad)
+    aad = b"edge-agent watchlist " + tag + b" seal\x00" + device_id.encode("ascii") + b"\x00" + hashlib.sha256(prefix).digest()
+    content_key = open_sealed(seals[device_id], device_private_raw, b"watchlist-" + tag, aad)
     cipher = AES.new(content_key, AES.MODE_GCM, nonce=payload[:12])
     cipher.update(prefix)
     try:

@@ -202,7 +202,7 @@ def watchlist_vectors() -> None:
     package = pack_watchlist(signed, entries, templates, model, {"cam-01": device.public_key()}, authority, T0)
     flipped = package[:200] + bytes([package[200] ^ 1]) + package[201:]
     write("watchlist.json", {
-        "description": "deployment record (docs/formats/deployment.md) and watchlist package v1 (docs/formats/watchlist.md)",
+        "description": "deployment record (docs/formats/deployment.md) and watchlist package v2 (docs/formats/watchlist.md)",
         "authority_private_seed_hex": hx(AUTHORITY_SEED),
         "authority_public_key_hex": hx(public_raw(authority.public_key())),
         "device_id": "cam-01",
