@@ -495,6 +495,67 @@ def image_header(world: World) -> Target:
     return Target("image_header", "vision/image_io.py decode_image", seeds, _allowed(ImageError)(run))
 
 
+# --- receipts and adjudication notices (control room -> device) ------------------------------------
+def _control_room_messages(world: World) -> tuple[Any, list[bytes]]:
+    """The control room's signing key and one real receipt and adjudication notice each."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from edge_agent.events.receipts import AdjudicationNotice, Receipt, encode_message, sign_message
+    from edge_agent.events.schema import AlertEvent, parse_payload
+
+    key = Ed25519PrivateKey.generate()
+    event = AlertEvent.from_dict(parse_payload(_events(world, X25519PrivateKey.generate().public_key(), 1)[0]))
+    receipt = Receipt.for_alert(event, DURING + timedelta(seconds=1), "control-room-1")
+    notices = [AdjudicationNotice(event.event_id, DEVICE, decision, engaged, DURING + timedelta(minutes=3), "reviewer.a", "control-room-1")
+               for decision, engaged in (("confirmed", True), ("rejected", None))]
+    return key, [encode_message(sign_message(m, key)) for m in (receipt, *notices)]
+
+
+def _check_message(key: Any, data: bytes) -> None:
+    from edge_agent.events.receipts import encode_message, parse_message, verify_message
+
+    message = parse_message(data)
+    verify_message(message, key.public_key())
+    assert encode_message(message) == data  # canonical both ways: what verified is what was read
+
+
+def receipt(world: World) -> Target:
+    """A receipt or adjudication notice as the device receives it (lfr.receipt/1, lfr.adjudication/1)."""
+    from edge_agent.errors import SecurityError
+    from edge_agent.events.receipts import MessageFormatError
+
+    key, seeds = _control_room_messages(world)
+    return Target("receipt", "events/receipts.py parse_message + verify_message", seeds,
+                  _allowed(MessageFormatError, SecurityError)(lambda data: _check_message(key, data)))
+
+
+def receipt_signed(world: World) -> Target:
+    """Receipts and notices mutated, then signed again with the control room's key (over JCS of the
+    unsigned message, under its schema's domain): reaches every field rule behind the signature."""
+    from edge_agent.crypto.canonical import jcs, loads_strict
+    from edge_agent.crypto.signing import ADJUDICATION_V1, RECEIPT_V1, sign
+    from edge_agent.errors import EdgeAgentError, SecurityError
+    from edge_agent.events.receipts import ADJUDICATION_SCHEMA, MessageFormatError
+
+    key, seeds = _control_room_messages(world)
+
+    def resign(data: bytes) -> bytes:
+        try:
+            doc = loads_strict(data)
+            if not isinstance(doc, dict):
+                return data
+            unsigned = {k: v for k, v in doc.items() if k != "signature"}
+            domain = ADJUDICATION_V1 if doc.get("schema") == ADJUDICATION_SCHEMA else RECEIPT_V1
+            doc["signature"] = base64.b64encode(sign(key, domain, jcs(unsigned))).decode()
+            return jcs(doc)
+        except (EdgeAgentError, ValueError, TypeError):
+            return data
+
+    return Target("receipt_signed", "events/receipts.py Receipt / AdjudicationNotice fields (re-signed)", seeds,
+                  _allowed(MessageFormatError, SecurityError)(lambda data: _check_message(key, resign(data))))
+
+
 TARGETS: dict[str, Callable[[World], Target]] = {
     "watchlist_package": watchlist_package,
     "watchlist_signed": watchlist_signed,
@@ -508,6 +569,8 @@ TARGETS: dict[str, Callable[[World], Target]] = {
     "config_toml": config_toml,
     "audit_log": audit_log,
     "image_header": image_header,
+    "receipt": receipt,
+    "receipt_signed": receipt_signed,
 }
 
 

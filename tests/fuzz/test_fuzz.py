@@ -31,7 +31,7 @@ def atheris_installed() -> None:
 def test_parser_survives_fuzzing(name, tmp_path, atheris_installed):
     result = fuzz(name, RUNS, tmp_path, max_time_s=MAX_TIME_S, timeout_s=120)
     assert result.crashes == 0, f"{name} crashed; input saved at {result.crash_input}\n{result.log_tail}"
-    assert result.executions >= min(RUNS, 300), f"{name} ran only {result.executions} inputs\n{result.log_tail}"
+    assert result.executions >= min(RUNS, 100), f"{name} ran only {result.executions} inputs\n{result.log_tail}"
 
 
 def test_a_crash_is_caught_and_its_input_saved(tmp_path, atheris_installed):
