@@ -239,7 +239,8 @@ def parse_message(payload: bytes) -> Message:
     if not isinstance(data, dict):
         raise _bad("message is not a JSON object")
     kinds: dict[str, type[Receipt] | type[AdjudicationNotice]] = {RECEIPT_SCHEMA: Receipt, ADJUDICATION_SCHEMA: AdjudicationNotice}
-    cls = kinds.get(data.get("schema"))  # type: ignore[arg-type]
+    schema = data.get("schema")
+    cls = kinds.get(schema) if isinstance(schema, str) else None  # a dict or list here is unhashable
     if cls is None:
         raise _bad(f"unsupported message schema {data.get('schema')!r} (this device reads {', '.join(kinds)})")
     if not is_jcs(payload, data):

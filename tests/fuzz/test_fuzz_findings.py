@@ -64,3 +64,12 @@ def test_a_path_in_an_unknown_users_home_is_a_config_error(tmp_path, key, line):
     with pytest.raises(ConfigError, match="home folder cannot be found") as info:
         load_config(path, check_files=False)
     assert key in info.value.message
+
+
+@pytest.mark.parametrize("schema", ['{"":1}', "[1]"])
+def test_a_receipt_whose_schema_is_an_object_is_a_format_error(schema):
+    """parse_message looked the schema up in a dict: an object or list there raised TypeError (unhashable)."""
+    from edge_agent.events.receipts import MessageFormatError, parse_message
+
+    with pytest.raises(MessageFormatError, match="unsupported message schema"):
+        parse_message(('{"co":"2","schema":' + schema + "}").encode())
