@@ -105,10 +105,12 @@ def test_audit_verify_and_open(tmp_path):
         fh.write(DEEP_JSON + "\n")
     result = verify_audit_log(path, key.public_key())
     assert not result.ok and result.reason == "not valid JSON" and result.records > 0
-    with pytest.raises(AuditError, match="not an audit record"):
-        AuditLog.open(path, key, "device:cam-01")
     with pytest.raises(DeploymentReportError, match="not JSON"):
         read_audit(path)
+    try:  # last (it may cut the bad tail back): a refusal or a cut are both clean; a RecursionError is not
+        AuditLog.open(path, key, "device:cam-01").close()
+    except AuditError:
+        pass
 
 
 def test_watchlist_header(tmp_path):
