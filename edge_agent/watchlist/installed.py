@@ -28,6 +28,7 @@ from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.loader import LoadedWatchlist, load_watchlist
 from edge_agent.watchlist.store import WatchlistStore, destroy_file, read_summary
+from edge_agent.timestamps import format_timestamp
 
 
 def load_installed(
@@ -141,7 +142,7 @@ def accept_pushed(
             return PushOutcome(None, exc)
         details: dict[str, Any] = {"source": str(pushed)}
         if summary is not None:  # unverified: at worst an early wipe of a refused file
-            details.update(deployment_id=summary.deployment_id, expires=summary.expires.isoformat())
+            details.update(deployment_id=summary.deployment_id, expires=format_timestamp(summary.expires))
         audit.append("deployment_ended", details, now=now)
         destroy_file(pushed)
         audit.append("watchlist_wiped", {**details, "reason": "deployment ended", "package": pushed.name}, now=now)
@@ -157,7 +158,7 @@ def loaded_details(loaded: LoadedWatchlist) -> dict[str, Any]:
         "package_id": loaded.package_id,
         "subjects": len(loaded.entries),
         "template_count": len(loaded.gallery),
-        "expires": loaded.expires_at.isoformat(),
+        "expires": format_timestamp(loaded.expires_at),
         "threshold": loaded.deployment.alert_threshold,
         **threshold_evidence(loaded.deployment),
     }

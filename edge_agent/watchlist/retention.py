@@ -9,6 +9,7 @@ from datetime import datetime
 
 from edge_agent.audit.log import AuditLog
 from edge_agent.watchlist.store import WatchlistStore
+from edge_agent.timestamps import format_timestamp
 
 
 def enforce_retention(store: WatchlistStore, now: datetime, audit: AuditLog) -> bool:
@@ -24,5 +25,5 @@ def enforce_retention(store: WatchlistStore, now: datetime, audit: AuditLog) -> 
         return store.wipe(audit, "unreadable package", now)
     if now < summary.expires:
         return False
-    audit.append("deployment_ended", {"deployment_id": summary.deployment_id, "expires": summary.expires.isoformat()}, now=now)
+    audit.append("deployment_ended", {"deployment_id": summary.deployment_id, "expires": format_timestamp(summary.expires)}, now=now)
     return store.wipe(audit, "deployment ended", now)
