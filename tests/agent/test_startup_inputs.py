@@ -4,6 +4,7 @@ signature is corrupt, a capture file that is not there, and the demo in a relati
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import pytest
@@ -23,7 +24,7 @@ def _corrupt_signature(path, how: str) -> None:
     signature = bytearray(base64.b64decode(doc["authority_signature"]))
     if how == "flipped":
         signature[10] ^= 0x01
-    else:  # a well-formed signature over other bytes
+    else:  # well-formed (64 bytes) but zero
         signature = bytearray(64)
     doc["authority_signature"] = base64.b64encode(bytes(signature)).decode()
     path.write_text(json.dumps(doc))
@@ -90,7 +91,7 @@ def _fail(*args, **kwargs):
 def test_the_demo_stops_its_broker_on_every_error_path(tmp_path, monkeypatch, started_brokers, where):
     monkeypatch.setattr(live, where, _fail)
     with pytest.raises(EdgeAgentError, match="planted failure"):
-        live.run_demo(tmp_path / "demo", open("/dev/null", "w"), use_broker=True)
+        live.run_demo(tmp_path / "demo", io.StringIO(), use_broker=True)
     assert len(started_brokers) == 1 and started_brokers[0].proc is not None
     assert started_brokers[0].proc.poll() is not None, "the demo left its Mosquitto running"
 
