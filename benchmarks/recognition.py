@@ -59,7 +59,7 @@ def main() -> int:
     for name, variant in (("blazeface_full_range_int8", "full"), ("blazeface_full_range_float", "full"), ("blazeface_short_range", "short")):
         if name in manifest.entries:
             det = BlazeFaceDetector(LiteRTModel(manifest.resolve(name).path, args.threads), variant)
-            rows.append((f"detector {name}", f"{median_ms(lambda: det.detect(one), r):.2f}", "", ""))
+            rows.append((f"detector {name}", f"{median_ms(lambda det=det: det.detect(one), r):.2f}", "", ""))
     ours_det = median_ms(lambda: ours.detect(one), r)
     peer_det = median_ms(lambda: peer.detect(one), r)
     rows.append(("detector (ours: full range; peer: YuNet int8)", f"{ours_det:.2f}", f"{peer_det:.2f}", f"{ours_det / peer_det:.2f}"))
@@ -71,7 +71,7 @@ def main() -> int:
     for grid in ("1x1", "2x2"):
         tiled = RecognitionCore.load(detector="full", threads=args.threads, tiles=TileGrid.parse(grid))
         label = f"detector full range, 1280x720, tiles {grid} (46 px face found: {'yes' if tiled.detect(hd) else 'no'})"
-        rows.append((label, f"{median_ms(lambda: tiled.detect(hd), r):.2f}", "", ""))
+        rows.append((label, f"{median_ms(lambda tiled=tiled: tiled.detect(hd), r):.2f}", "", ""))
 
     # Embedders, per face.
     detection = max(ours.detect(one), key=lambda d: d.score)
@@ -91,8 +91,8 @@ def main() -> int:
 
     for label, frame in (("1 face", one), ("5 faces", five)):
         found = len(ours.faces(frame))
-        ours_e2e = median_ms(lambda: ours.faces(frame), max(10, r // 2))
-        peer_e2e = median_ms(lambda: peer_end_to_end(frame), max(10, r // 2))
+        ours_e2e = median_ms(lambda frame=frame: ours.faces(frame), max(10, r // 2))
+        peer_e2e = median_ms(lambda frame=frame: peer_end_to_end(frame), max(10, r // 2))
         rows.append((f"end-to-end 640x480, {label} (ours found {found}, peer {len(peer.detect(frame))})", f"{ours_e2e:.2f}", f"{peer_e2e:.2f}", f"{ours_e2e / peer_e2e:.2f}"))
 
     # Gallery search: one probe against N templates (2 templates per subject), top 5.
@@ -102,7 +102,7 @@ def main() -> int:
         templates /= np.linalg.norm(templates, axis=1, keepdims=True)
         gallery = Gallery(templates, [f"s{i // 2}" for i in range(n)])
         probe = templates[n // 3]
-        rows.append((f"top-5 search, {n:,} templates", f"{median_ms(lambda: gallery.search(probe, 5), max(5, r // 5)):.2f}", "", ""))
+        rows.append((f"top-5 search, {n:,} templates", f"{median_ms(lambda gallery=gallery, probe=probe: gallery.search(probe, 5), max(5, r // 5)):.2f}", "", ""))
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS of this process (MB, includes 1M-template gallery)", f"{peak_mb:.0f}", "", ""))

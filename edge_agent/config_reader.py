@@ -76,8 +76,13 @@ class Spec:
     optional: bool = False  # number: absent means None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS or self.must not in MUSTS:
+        if self.kind not in KINDS or self.must not in MUSTS or (self.kind in ("identifier", "parsed") and self.check is None):
             raise ValueError(f"bad setting spec {self}")
+
+    def checker(self) -> Callable[[Any], Any]:
+        if self.check is None:
+            raise ValueError(f"setting spec {self} has no check")
+        return self.check
 
 
 def setting(kind: str, default: Any = REQUIRED, help: str = "", **options: Any) -> Any:
@@ -165,9 +170,8 @@ class Table:
 
     def _identifier(self, key: str, value: Any, spec: Spec) -> Any:
         """A value checked by its one rule in edge_agent.identifiers, reported with this key's path."""
-        assert spec.check is not None
         try:
-            return spec.check(value)
+            return spec.checker()(value)
         except IdentifierError as exc:
             raise self.error(key, value, f"{exc.message}; {exc.hint}") from None
 
@@ -178,12 +182,11 @@ class Table:
             return value.upper()
         if value not in spec.choices:
             raise self.error(key, value, f"must be one of {', '.join(repr(c) for c in spec.choices)}")
-        return value
+        return str(value)
 
     def _parsed(self, key: str, value: Any, spec: Spec) -> Any:
-        assert spec.check is not None
         try:
-            return spec.check(value)
+            return spec.checker()(value)
         except ConfigError as exc:
             raise self.error(key, value, spec.allowed, exc.hint) from None
 

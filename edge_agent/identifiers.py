@@ -51,8 +51,7 @@ class IdentifierRule:
         reason = self.problem(value)
         if reason is not None:
             raise IdentifierError(f"invalid {self.name} {value!r}: {reason}", f"use {self.allowed}", reason)
-        assert isinstance(value, str)
-        return value
+        return str(value)  # problem() refuses anything but a str
 
     def problem(self, value: object) -> str | None:
         """Why ``value`` is refused, in words, or None when it is valid."""

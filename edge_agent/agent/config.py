@@ -312,6 +312,9 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
         data = _subtable(file, root, section, section in REQUIRED_SECTIONS)
         return None if data is None else Table(file, section, data, base, check_files)
 
+    def required(section: str) -> Table:
+        return Table(file, section, _subtable(file, root, section, True) or {}, base, check_files)
+
     env: dict[str, Any] = {}
     sections: dict[str, Any] = {}
 
@@ -323,13 +326,12 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
     read("device")
 
     # [hardware]: a named profile supplies the defaults of threads, delegate, capture and detector
-    t = table("hardware")
-    assert t is not None
+    t = required("hardware")
     chosen = {name: t.read(name, spec, spec.default) for name, spec in specs(HardwareConfig) if name in ("profile", "profiles_dir")}
     env["hardware_profile"] = load_profile(chosen["profile"], chosen["profiles_dir"] if chosen["profiles_dir"] is not None else profiles_dir)
     read("hardware", chosen, t)
 
-    t = table("capture")
+    t = required("capture")
     capture = read("capture", t=t)
     if not re.match(r"^(picamera(:\d+)?|usb:\d*|[a-z][a-z0-9+.-]*://.*)$", capture.source, re.IGNORECASE):
         # a video file or image folder: relative to the config file, like every other path
@@ -338,7 +340,6 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
         if not source_path.is_absolute():
             sections["capture"] = replace(capture, source=str(base / source_path))
     if re.match(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", capture.source, re.IGNORECASE):
-        assert t is not None
         raise t.error(
             "source", capture.source, "stream URL carries a password inline; secrets are never accepted inline",
             "remove user:password@ from the URL and put 'user:password' in a 0600 file named by capture.credentials_file",
@@ -349,8 +350,9 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
         read(section)
 
     sections["mqtt"] = None
-    t = table("mqtt")
-    if t is not None:
+    mqtt_table = table("mqtt")
+    if mqtt_table is not None:
+        t = mqtt_table
         mqtt = read("mqtt", t=t)
         if not mqtt.tls and not _is_loopback(mqtt.host):
             raise t.error(

@@ -152,7 +152,7 @@ class MatchingPipeline:
         faces = self.core.faces(frame.image)[: self.max_faces_per_frame]
         self.counters.faces += len(faces)
         track_ids, ended = self.tracker.update([f.detection.box for f in faces], t)
-        for face, track_id in zip(faces, track_ids):
+        for face, track_id in zip(faces, track_ids, strict=True):
             if face.embedding is None:
                 self.counters.faces_rejected_quality += 1
                 continue
@@ -164,6 +164,8 @@ class MatchingPipeline:
             decision = MatchDecision.from_search(
                 candidates, self.threshold, self.watchlist.category_of(candidates[0].subject_ref), face.detection.box
             )
+            if decision is None:  # cannot happen after the check above; keeps the type exact
+                continue
             self.counters.matches += 1
             self.gate.offer(track_id, _PendingAlert(decision, crop_face_jpeg(frame.image, face.detection.box), frame.captured_at), t)
         raised = self._emit(self.gate.due(t, ended))

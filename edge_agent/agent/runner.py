@@ -150,8 +150,7 @@ def run_agent(
             if watchlist is None and not store.exists():
                 if outcome.ended or ended:
                     raise _ended(stored.deployment_id if stored else "?")
-                assert outcome.refusal is not None
-                raise outcome.refusal
+                raise outcome.refusal or _ended(stored.deployment_id if stored else "?")
             if watchlist is None:
                 log.warning("pushed watchlist %s refused (%s); matching continues with the installed package", pushed, outcome.refusal)
         if watchlist is None:

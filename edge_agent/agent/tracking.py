@@ -59,8 +59,10 @@ class FaceTracker:
             taken.add(track_id)
         ids = []
         for i, box in enumerate(boxes):
-            track_id = assigned.get(i)
-            if track_id is None:
+            found = assigned.get(i)
+            if found is not None:
+                track_id = found
+            else:
                 track_id = self._next_id
                 self._next_id += 1
             self._tracks[track_id] = _Track(track_id, box, now_s)

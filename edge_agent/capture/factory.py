@@ -102,7 +102,7 @@ def is_file_source(spec: str) -> bool:
     return not (text.startswith(("picamera", "usb:", "/dev/")) or text.lower().startswith(STREAM_SCHEMES))
 
 
-def is_live(spec: str, file_mode: FileMode = "every_frame") -> bool:
+def is_live(spec: str, file_mode: str = "every_frame") -> bool:
     """Whether a source spec is live capture (camera, stream, or a file rehearsed as a camera) rather
     than a recording searched after the event; the deployment's mode authorises one or the other."""
     if not is_file_source(spec):

@@ -32,8 +32,8 @@ def _read_still(path: Path) -> np.ndarray:
     try:
         from edge_agent.vision.image_io import read_image
     except ImportError:
-        read_image = None
-    if read_image is not None:
+        pass
+    else:
         return read_image(path)
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -39,7 +39,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         elapsed = max(time.monotonic() - t0, 1e-9)
         dropped = src.dropped
         reported = src.fps
-    if count == 0:
+    if count == 0 or size is None:
         print(f"{args.source}: no frames")
         return 1
     print(f"{args.source}: {count} frames of {size[0]}x{size[1]} in {elapsed:.2f} s = {count / elapsed:.1f} fps "

@@ -182,8 +182,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         budget = parse_budget(args.budget)
     evaluation = run_evaluation(args.dataset, args.groups, args, sizes, args.threshold)
 
-    gate_dict = None
-    if args.gate:
+    gate_dict: dict[str, Any] | None = None
+    if budget is not None:  # --gate
         available = identification_from_report(evaluation.report)
         if not available:
             raise EdgeAgentError("the release gate needs a 1:N evaluation, and this dataset allows none",
@@ -313,8 +313,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.audit_pub and len(args.audit_pub) != len(args.audit):
         raise EdgeAgentError(f"{len(args.audit_pub)} --audit-pub key(s) for {len(args.audit)} --audit log(s)",
                              "give one key per log, in the same order, or none")
-    keys = [load_public_key(k / DEVICE_SIGN_PUB if k.is_dir() else k, Ed25519PublicKey) for k in args.audit_pub] or [None] * len(args.audit)
-    sources = [read_audit(path, key, args.checkpoint_every) for path, key in zip(args.audit, keys)]
+    keys: list[Ed25519PublicKey | None] = [load_public_key(k / DEVICE_SIGN_PUB if k.is_dir() else k, Ed25519PublicKey) for k in args.audit_pub]
+    keys = keys or [None] * len(args.audit)
+    sources = [read_audit(path, key, args.checkpoint_every) for path, key in zip(args.audit, keys, strict=True)]
     report = build_report(args.deployment, sources, args.alerts_db, _now())
     args.out.mkdir(parents=True, exist_ok=True)
     data = json.dumps(report, indent=1, allow_nan=False) + "\n"

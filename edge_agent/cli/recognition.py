@@ -55,7 +55,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTOR_CHOICES, default="both", help="BlazeFace range(s) to run (default both)")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tiles", default="1x1", metavar="COLSxROWS", help="also detect on overlapping tiles, for distant faces in HD footage (2x2 for 720p, 3x2 for 1080p, or auto by frame size; default 1x1)")
+    parser.add_argument("--tiles", default="1x1", metavar="COLSxROWS",
+                        help="also detect on overlapping tiles, for distant faces in HD footage (2x2 for 720p, 3x2 for 1080p, or auto by frame size; default 1x1)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -108,7 +109,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     templates = []
     for path in (args.image_a, args.image_b):
         enrolment = enrol_image(core, read_image(path))
-        if not enrolment.ok:
+        if not enrolment.ok or enrolment.template is None:
             raise EdgeAgentError(f"{path}: {enrolment.reason} ({enrolment.detail})", "use a photo with one clear, frontal face")
         templates.append(enrolment.template)
     score = float(np.dot(templates[0], templates[1]))
@@ -136,7 +137,7 @@ def load_reference_gallery(core: RecognitionCore, folder: Path) -> tuple[Gallery
             except ImageError as exc:
                 warnings.append(f"{path}: {exc}")
                 continue
-            if enrolment.ok:
+            if enrolment.ok and enrolment.template is not None:
                 templates.append(enrolment.template)
                 refs.append(subject)
             else:

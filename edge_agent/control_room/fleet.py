@@ -55,7 +55,7 @@ class FleetBook:
         if not isinstance(doc, dict) or doc.get("device_id") != device_id:
             return False
         try:
-            at = format_time(parse_time(doc.get("at")))
+            at = format_time(parse_time(str(doc.get("at"))))
         except EventFormatError:
             return False
         with self._db.write() as tx:
@@ -103,7 +103,7 @@ class FleetMonitor:
         self.client_id = client_id or f"control-room-fleet-{uuid.uuid4().hex[:8]}"
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self.subscribed = threading.Event()
-        self._client = None
+        self._client: Any = None  # a paho Client once started
 
     def start(self) -> "FleetMonitor":
         import paho.mqtt.client as mqtt

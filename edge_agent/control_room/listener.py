@@ -9,6 +9,7 @@ is not acknowledged, the connection is dropped and the broker delivers it again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -105,11 +106,11 @@ class AlertListener:
                         except EdgeAgentError as exc:
                             self._error(f"housekeeping (retention) failed: {exc}")
                 if self._stop.is_set():
-                    props = None
+                    end: Properties | None = None
                     if self._end_session:
-                        props = Properties(PacketTypes.DISCONNECT)
-                        props.SessionExpiryInterval = 0
-                    client.disconnect(properties=props)
+                        end = Properties(PacketTypes.DISCONNECT)
+                        end.SessionExpiryInterval = 0
+                    client.disconnect(properties=end)
                     client.loop(timeout=0.05)
             except (OSError, ssl.SSLError) as exc:
                 self._error(f"cannot reach broker {self.config.host}:{self.config.port}: {exc}")
@@ -119,10 +120,8 @@ class AlertListener:
             finally:
                 self._subscribed.clear()
                 if not self._stop.is_set():
-                    try:
+                    with contextlib.suppress(Exception):  # best effort on a dead socket
                         client.disconnect()  # drop the link; unacknowledged messages are redelivered
-                    except Exception:  # noqa: BLE001 - best effort on a dead socket
-                        pass
             if not self._stop.is_set():
                 self._stop.wait(self._backoff.next_delay())
 
@@ -162,7 +161,7 @@ class AlertListener:
         if self._failed:
             return  # the connection is being dropped; the broker will redeliver
         try:
-            verdict = self.intake.receive(message.topic, message.payload)
+            verdict = self.intake.receive(message.topic, bytes(message.payload))
         except EdgeAgentError as exc:
             # Not committed: do not acknowledge; reconnect so the broker delivers it again.
             self._error(f"could not store message on {message.topic}: {exc}")

@@ -136,7 +136,7 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
         notes.append(f"no {FACES_KIND} or {SESSION_KIND} records for this deployment: faces processed is unknown, so the "
                      "false-alert rate per face cannot be given")
 
-    dropped = set()
+    dropped: set[str] = set()
     for r in records:
         if r["kind"] == "spool_dropped":
             dropped.update(e for e in r["details"].get("event_ids", []) if e in event_ids)
@@ -165,7 +165,7 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
         per_face = {"events": rejected, "trials": processed, "rate": None, "ci95": None}
         if processed is not None:
             notes.append(f"the logged face count ({processed}) is below the number of false alerts ({rejected}): face counts are incomplete")
-    times = sorted(r.get("time") for r in records if for_deployment(r) and r.get("time"))
+    times = sorted(str(r["time"]) for r in records if for_deployment(r) and r.get("time"))
     thresholds = sorted({float(r["details"]["threshold"]) for r in raised.values() if "threshold" in r["details"]}
                         | {row["alert"].threshold for row in stored})
     adjudicated = confirmed + rejected

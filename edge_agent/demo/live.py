@@ -203,7 +203,7 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     def on_verdict(verdict: Verdict) -> None:
         with lock:
             verdicts.append(verdict)
-        if verdict.accepted:
+        if verdict.accepted and verdict.event_id is not None:
             alert = store.alert(verdict.event_id)
             say(
                 f"  ALERT verified  subject {alert.subject_ref} ({alert.category})  score {alert.score:.3f} >= {alert.threshold:.2f}  "
@@ -261,7 +261,7 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
         say("Run with --workdir DIR to keep the keys, audit log and alert store, and adjudicate the alerts yourself.")
     store.close()
     room_audit.close()
-    return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", store.path)
+    return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", Path(store.path))
 
 
 def _wait_for(condition, timeout_s: float) -> bool:

@@ -69,7 +69,7 @@ def walk_past_frames(people: list[str], fps: float = 15.0, seconds_each: float =
 
 def write_walk_past_video(path: Path, people: list[str], fps: float = 15.0, seconds_each: float = 2.0) -> Path:
     """MJPG AVI, which every OpenCV build can write and read back."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (640, 480))
     if not writer.isOpened():
         raise EdgeAgentError(f"cannot write video {path}", "check the folder is writable")
     try:

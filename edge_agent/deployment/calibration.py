@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edge_agent.errors import ConfigError
 from edge_agent.safe_load import json_loads
@@ -186,7 +186,7 @@ def read_calibration_report(path: Path) -> CalibrationCitation:
             detector_sha256=model.get("detector_sha256", ""),
             aligner=model.get("aligner", ""),
             embedder_sha256=model.get("embedder_sha256", ""),
-            budget=budget.get("false_alerts_per_face"),
+            budget=cast(float, budget.get("false_alerts_per_face")),  # checked by CalibrationCitation
             budget_text=budget.get("text", ""),
             watchlist_size=doc["watchlist_size"],
             evaluated_watchlist_size=doc["evaluated_watchlist_size"],

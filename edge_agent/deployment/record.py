@@ -159,7 +159,8 @@ class DeploymentRecord:
             "device_ids": list(self.device_ids),
         }
         if self.version >= 2:
-            assert self.calibration is not None  # __post_init__ guarantees it
+            if self.calibration is None:  # __post_init__ refuses this; kept for the type checker
+                raise ConfigError("deployment record states no threshold basis (calibration)", "this is a bug in the record's author")
             doc["false_alert_budget"] = None if self.false_alert_budget is None else float(self.false_alert_budget)
             doc["calibration"] = self.calibration.to_json()
         return doc

@@ -88,7 +88,7 @@ def _differential(overall: Rate, per_group: dict[str, Rate]) -> dict[str, object
     for g, r in per_group.items():
         ratios[g] = (r.value / overall.value) if (overall.value and r.value is not None) else None
     finite = {g: v for g, v in ratios.items() if v is not None}
-    worst = max(finite, key=finite.get) if finite else None
+    worst = max(finite, key=lambda g: finite[g]) if finite else None
     return {
         "overall": overall.as_dict(),
         "groups": {g: {**r.as_dict(), "ratio_to_overall": ratios[g]} for g, r in per_group.items()},

@@ -75,7 +75,7 @@ def group_tests(scores: IdentificationScores, group_names: Sequence[str], thresh
         rest = Rate(int(alerted[~in_group].sum()), int((~in_group).sum()))
         raw.append((name, g, rest, metrics.fisher_greater_pvalue(g.events, g.trials, rest.events, rest.trials)))
     adjusted = metrics.holm_adjust([p for *_, p in raw])
-    return tuple(GroupTest(name, g, rest, p, q, q < alpha) for (name, g, rest, p), q in zip(raw, adjusted))
+    return tuple(GroupTest(name, g, rest, p, q, q < alpha) for (name, g, rest, p), q in zip(raw, adjusted, strict=True))
 
 
 def release_gate(scores: IdentificationScores, group_names: Sequence[str], threshold: float, budget: float,

@@ -111,7 +111,7 @@ def group_fpir_curves(scores: IdentificationScores, group_names: Sequence[str], 
     for name, values in series:
         if not values.size:
             continue
-        rates = metrics.false_positive_identification_rates(values, t)
+        rates = metrics.false_positive_identification_rates(values, list(t))
         ax.plot(t, np.clip([r.value for r in rates], _FLOOR, 1), label=f"{name} (n={values.size:,})")
         ax.fill_between(t, np.clip([r.lower for r in rates], _FLOOR, 1), np.clip([r.upper for r in rates], _FLOOR, 1), alpha=0.15)
     ax.set_yscale("log")

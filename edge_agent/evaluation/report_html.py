@@ -45,7 +45,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 
 
 
 def _sweep_rows(sweep: list[dict[str, Any]], keys: Sequence[str], step: int) -> list[list[object]]:
-    return [[f"{row['threshold']:g}"] + [fmt_rate(row[k]) for k in keys] for i, row in enumerate(sweep) if i % step == 0]
+    return [[f"{row['threshold']:g}", *(fmt_rate(row[k]) for k in keys)] for i, row in enumerate(sweep) if i % step == 0]
 
 
 def render(evaluation: Evaluation, gate: dict[str, Any] | None = None) -> str:
@@ -107,7 +107,7 @@ def render(evaluation: Evaluation, gate: dict[str, Any] | None = None) -> str:
                  f"largest the data allows: {ident['max_size']:,}.</p>")
     if evaluation.identification:
         parts.append(img(plots.identification_det(evaluation.identification), "1:N DET curve (FPIR vs FNIR)"))
-    for section, scores in zip(ident["sizes"], evaluation.identification):
+    for section, scores in zip(ident["sizes"], evaluation.identification, strict=False):
         size = section["watchlist_size"]
         parts.append(f"<h3>Watchlist of {size:,} subjects</h3><p>{section['mated_probes']:,} mated searches, "
                      f"{section['nonmated_probes']:,} non-mated searches.</p>")

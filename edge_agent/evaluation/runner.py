@@ -168,7 +168,7 @@ class _CachedPath:
                 continue
             if on_each is not None:
                 on_each()
-        for k, outcome in zip(todo, self.mapper(self.embed, [paths[k] for k in todo])):
+        for k, outcome in zip(todo, self.mapper(self.embed, [paths[k] for k in todo]), strict=True):
             outcome = _checked(outcome, paths[k])
             out[k] = outcome
             if self.cache is not None:
@@ -228,14 +228,14 @@ def embed_dataset(
     template = np.zeros((n, EMBEDDING_DIM), np.float32)
     refusals: list[tuple[int, tuple[str, ...]]] = []
     while True:
-        batch = []
+        batch: list[tuple[str, int]] = []
         for identity, untried in candidates.items():
             need = enrol_per_subject - len(chosen[identity])
             batch.extend((identity, untried.pop(0)) for _ in range(min(need, len(untried))))
         if not batch:
             break
         results = enrol_path.run([paths[i] for _, i in batch], [digests[i] for _, i in batch])
-        for (identity, i), outcome in zip(batch, results):
+        for (identity, i), outcome in zip(batch, results, strict=True):
             if outcome.embedding is not None:
                 template[i] = outcome.embedding
                 chosen[identity].append(i)

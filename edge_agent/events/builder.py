@@ -27,8 +27,11 @@ class NotAMatchError(EdgeAgentError):
 
 
 class ScoredCandidate(Protocol):
-    subject_ref: str
-    score: float
+    @property
+    def subject_ref(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
 
 
 @dataclass(frozen=True)

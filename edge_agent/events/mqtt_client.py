@@ -21,6 +21,7 @@ biometrics), which doubles as the heartbeat.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -199,10 +200,8 @@ class AlertPublisher:
                 log.exception("publisher loop failed")
                 self._note_error(f"publisher loop failed: {type(exc).__name__}: {exc}")
             finally:
-                try:
+                with contextlib.suppress(Exception):  # best effort on a dead socket
                     client.socket() and client.disconnect()
-                except Exception:  # noqa: BLE001 - best effort on a dead socket
-                    pass
                 with self._lock:
                     self._connected = False
             if not self._finished():
@@ -339,6 +338,6 @@ class AlertPublisher:
 
 
 def session_expiry(seconds: int) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties.__init__ is unannotated
     props.SessionExpiryInterval = seconds
     return props

@@ -99,7 +99,7 @@ class Backoff:
         self.base_s = base_s
         self.cap_s = cap_s
         self.attempt = 0
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - reconnect jitter, not a secret
 
     def next_delay(self) -> float:
         ceiling = min(self.cap_s, self.base_s * (2**self.attempt))

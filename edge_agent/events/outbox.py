@@ -128,7 +128,8 @@ class AlertOutbox:
 
     def _release(self, seq: int, details: dict[str, Any]) -> bool:
         """Audit, then hand the row to the publisher. False (kept back) if either step fails."""
-        assert self._audit is not None
+        if self._audit is None:
+            raise RuntimeError("the outbox releases alerts only with an audit log")
         try:
             self._audit.append("alert_raised", details)
             self.spool.mark_audited(seq)

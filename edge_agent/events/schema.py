@@ -203,7 +203,8 @@ class AlertEvent:
             "crop": self.crop,
         }
         if self.schema == SCHEMA_V2:
-            assert self.audit_head is not None  # _validate guarantees it
+            if self.audit_head is None:  # _validate refuses this; kept for the type checker
+                raise EventFormatError("an lfr.alert/2 event needs audit_head", "this is a bug in the event builder")
             doc.update(spool_epoch=self.spool_epoch, audit_head=self.audit_head.as_dict(), match_basis=self.match_basis)
         return doc
 
@@ -259,7 +260,7 @@ class AlertEvent:
             score=data["score"],
             threshold=data["threshold"],
             model=dict(model),
-            face_box=tuple(box),  # type: ignore[arg-type]
+            face_box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
             candidates=tuple(candidates),
             crop=data["crop"],
             signature=data["signature"],
@@ -280,6 +281,8 @@ def parse_payload(payload: bytes) -> dict[str, Any]:
                 f"{SCHEMA_V2} payload is not in RFC 8785 canonical form",
                 "a v2 event travels as exactly jcs(event): sorted keys, no whitespace, ECMAScript numbers (docs/formats/events.md)",
             )
+    if not isinstance(data, dict):
+        raise EventFormatError("event payload is not a JSON object", "see docs/formats/events.md")
     return data
 
 

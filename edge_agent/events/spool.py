@@ -212,7 +212,7 @@ class Spool:
         if not victims:
             return None
         self._db.executemany("DELETE FROM events WHERE seq=?", [(s,) for s, _ in victims])
-        self._db.execute(f"UPDATE meta SET value=value+? WHERE key='dropped_{reason}'", (len(victims),))
+        self._db.execute("UPDATE meta SET value=value+? WHERE key=?", (len(victims), f"dropped_{reason}"))
         return SpoolDrop(reason, tuple(e for _, e in victims), tuple(s for s, _ in victims))
 
     def purge_expired(self) -> SpoolDrop | None:

@@ -194,7 +194,8 @@ class MosquittoBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerUnavailable(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace') if self.proc.stderr else ''}\n{self.log_text()}", "see the broker log above; is the port free?")
+                stderr = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise BrokerUnavailable(f"mosquitto exited: {stderr}\n{self.log_text()}", "see the broker log above; is the port free?")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self

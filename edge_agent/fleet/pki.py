@@ -52,7 +52,7 @@ class CA:
 
     @property
     def name(self) -> str:
-        return self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        return common_name(self.certificate)
 
     @property
     def crl_path(self) -> Path:
@@ -149,7 +149,9 @@ def load_ca(directory: str | Path) -> CA:
         raise ConfigError(f"fleet CA file {exc.filename} not found", "create the CA first: python deploy/provision.py ca --dir DIR") from None
     except ValueError as exc:
         raise SecurityError(f"fleet CA in {d} is not readable PEM: {exc}", "restore the CA from backup") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key().public_numbers() != cert.public_key().public_numbers():
+    cert_key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(cert_key, ec.EllipticCurvePublicKey) \
+            or key.public_key().public_numbers() != cert_key.public_numbers():
         raise SecurityError(f"CA key {key_path} does not match certificate {cert_path}", "restore the matching pair from backup")
     return CA(cert_path, key_path, cert, key)
 
@@ -236,7 +238,8 @@ def issue_client_cert(
 
 
 def common_name(cert: x509.Certificate) -> str:
-    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    value = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 # -- revocation ------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ class BlazeFaceDetector:
             corners[:, 1] = corners[:, 1].clip(0, h)
             if corners[1, 0] - corners[0, 0] < 2 or corners[1, 1] - corners[0, 1] < 2:
                 continue
-            results.append(Detection(tuple(float(v) for v in corners.reshape(-1)), float(s), box.to_frame(k)))
+            results.append(Detection(_box(corners.reshape(-1)), float(s), box.to_frame(k)))
         return results
 
 
@@ -158,4 +158,10 @@ def merge_detections(detections: list[Detection], threshold: float = MERGE_IOU) 
     boxes = np.array([d.box for d in detections], np.float32)
     kps = np.stack([d.keypoints for d in detections]).astype(np.float32)
     scores = np.array([d.score for d in detections], np.float32)
-    return [Detection(tuple(float(v) for v in b), s, k) for b, k, s in weighted_merge(boxes, kps, scores, threshold)]
+    return [Detection(_box(b), s, k) for b, k, s in weighted_merge(boxes, kps, scores, threshold)]
+
+
+def _box(values: np.ndarray) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) as plain floats."""
+    x1, y1, x2, y2 = (float(v) for v in values[:4])
+    return x1, y1, x2, y2

@@ -11,6 +11,7 @@ Netpbm family (PBM/PGM/PPM/PAM/PFM), Sun raster, Radiance HDR and AVIF/HEIF (eve
 
 from __future__ import annotations
 
+from typing import Literal
 import re
 from collections.abc import Callable
 
@@ -19,13 +20,14 @@ Dimensions = tuple[int, int]  # width, height; a file with several images gives 
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
 _MAX_TIFF_PAGES = 256
+ByteOrder = Literal["little", "big"]
 
 
-def _u16(data: bytes, offset: int, order: str = "big") -> int:
+def _u16(data: bytes, offset: int, order: ByteOrder = "big") -> int:
     return int.from_bytes(data[offset : offset + 2], order)
 
 
-def _u32(data: bytes, offset: int, order: str = "big") -> int:
+def _u32(data: bytes, offset: int, order: ByteOrder = "big") -> int:
     return int.from_bytes(data[offset : offset + 4], order)
 
 
@@ -90,7 +92,7 @@ def _webp(data: bytes) -> Dimensions:
 
 def _tiff(data: bytes) -> Dimensions:
     """The largest page: every image file directory in the chain is read (OpenCV can decode any)."""
-    order = "little" if data[:2] == b"II" else "big"
+    order: ByteOrder = "little" if data[:2] == b"II" else "big"
     big = _u16(data, 2, order) == 43
     offset = int.from_bytes(data[8:16], order) if big else _u32(data, 4, order)
     count_size, entry_size, value_at = (8, 20, 12) if big else (2, 12, 8)

@@ -101,9 +101,10 @@ def clean_sface_onnx(model_bytes: bytes):
     for node in graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         sources = [constants.get(name, initializers.get(name)) for name in node.input]
-        if node.op_type == "DequantizeLinear" and all(s is not None for s in sources):
-            quantized, scales = sources[0], sources[1]
-            zero_points = sources[2] if len(sources) > 2 else np.zeros_like(scales, dtype=np.int8)
+        present = [s for s in sources if s is not None]
+        if node.op_type == "DequantizeLinear" and len(present) == len(sources):
+            quantized, scales = present[0], present[1]
+            zero_points = present[2] if len(present) > 2 else np.zeros_like(scales, dtype=np.int8)
             constants[node.output[0]] = _dequantize_blocked(
                 quantized, scales, zero_points, int(attrs.get("axis", 1)), int(attrs.get("block_size", 0)))
         elif node.op_type == "Reshape" and node.input[0] in constants and sources[1] is not None:

@@ -22,7 +22,7 @@ def _interpreter_module() -> Any:
         from ai_edge_litert import interpreter as module
     except ImportError:
         try:
-            from tflite_runtime import interpreter as module  # type: ignore[no-redef]
+            from tflite_runtime import interpreter as module  # type: ignore[no-redef, unused-ignore]
         except ImportError:
             raise ModelError(
                 "no TFLite runtime is installed",
@@ -108,7 +108,7 @@ class LiteRTModel:
     def clear(self) -> None:
         """Zero every input and output tensor (intermediate activations are the runtime's own
         arena, overwritten by the next invoke; they are not reachable through this API)."""
-        for spec, blank in zip(self.inputs + self.outputs, self._blank):
+        for spec, blank in zip(self.inputs + self.outputs, self._blank, strict=True):
             self._interp.set_tensor(spec.index, blank)
 
 

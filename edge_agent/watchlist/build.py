@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,6 +27,9 @@ from edge_agent.watchlist.build_record import make_build_record, sign_build_reco
 from edge_agent.watchlist.entry import WatchlistEntry
 from edge_agent.watchlist.errors import WatchlistBuildError
 from edge_agent.watchlist.package import pack_watchlist
+
+if TYPE_CHECKING:  # loaded by the caller; the build module itself stays free of the models
+    from edge_agent.vision.core import RecognitionCore
 
 SUBJECT_COLUMNS = (
     "subject_ref",
@@ -113,7 +117,7 @@ def read_subjects_csv(path: Path) -> list[SubjectRow]:
     return rows
 
 
-def _parse_row(line: int, raw: dict) -> SubjectRow:
+def _parse_row(line: int, raw: dict[str | None, Any]) -> SubjectRow:
     if None in raw:
         raise ValueError("more cells than columns (quote cells that contain commas)")
     cells = {k: (raw.get(k) or "").strip() for k in SUBJECT_COLUMNS}
@@ -178,7 +182,7 @@ def build_watchlist(
     images_dir: Path,
     recipients: Mapping[str, X25519PublicKey],
     authority_key: Ed25519PrivateKey,
-    core: object,
+    core: RecognitionCore,
     now: datetime,
     max_image_age_years: float = DEFAULT_MAX_IMAGE_AGE_YEARS,
     expires: datetime | None = None,
@@ -227,7 +231,7 @@ def build_watchlist(
                 if on_image:
                     on_image()
             if not enrolment.ok:
-                warnings.append(BuildWarning(codes.get(enrolment.reason, "low_quality"), row.subject_ref, f"{name}: {enrolment.detail or enrolment.reason}; image skipped"))
+                warnings.append(BuildWarning(codes.get(enrolment.reason or "", "low_quality"), row.subject_ref, f"{name}: {enrolment.detail or enrolment.reason}; image skipped"))
                 continue
             if image_date < oldest_ok:
                 warnings.append(BuildWarning("old_image", row.subject_ref, f"{name}: taken {image_date}, older than {max_image_age_years} years"))
@@ -258,6 +262,5 @@ def build_watchlist(
     return BuildResult(package, entries, warnings, record_bytes, references)
 
 
-def _identity(core: object) -> dict[str, str]:
-    identity = core.identity
-    return identity.as_dict() if hasattr(identity, "as_dict") else dict(identity)
+def _identity(core: RecognitionCore) -> dict[str, str]:
+    return core.identity.as_dict()

@@ -198,9 +198,9 @@ def channel_ranges(w: SFaceWeights, crops: np.ndarray) -> list[np.ndarray]:
         outs = fn(tf.constant(crops[start : start + 32], tf.float32))[:-1]
         mins = [o.numpy().min(axis=(0, 1, 2)) for o in outs]
         maxs = [o.numpy().max(axis=(0, 1, 2)) for o in outs]
-        lows = mins if lows is None else [np.minimum(a, b) for a, b in zip(lows, mins)]
-        highs = maxs if highs is None else [np.maximum(a, b) for a, b in zip(highs, maxs)]
-    return [h - lo for lo, h in zip(lows, highs)]
+        lows = mins if lows is None else [np.minimum(a, b) for a, b in zip(lows, mins, strict=True)]
+        highs = maxs if highs is None else [np.maximum(a, b) for a, b in zip(highs, maxs, strict=True)]
+    return [h - lo for lo, h in zip(lows, highs, strict=True)]
 
 
 def equalise(w: SFaceWeights, ranges: list[np.ndarray], power: float, floor: float,

@@ -33,7 +33,7 @@ def write_log(path, key, n=12, every=5):
 
 def test_chain_and_checkpoints(tmp_path, key):
     lines = write_log(tmp_path / "audit.jsonl", key, n=12, every=5)
-    docs = [json.loads(l) for l in lines]
+    docs = [json.loads(line) for line in lines]
     assert [d["seq"] for d in docs] == list(range(len(docs)))
     # after seq 4, after seq 9, and at close() so the last records are signed too
     assert [i for i, d in enumerate(docs) if d["kind"] == "checkpoint"] == [5, 10, 14]
@@ -56,7 +56,7 @@ def test_record_fields_pinned(tmp_path, key):
 
 
 def _rewrite(path, lines):
-    path.write_text("".join(l + "\n" for l in lines))
+    path.write_text("".join(line + "\n" for line in lines))
 
 
 def test_edit_detected(tmp_path, key):
@@ -102,7 +102,7 @@ def test_rebuilt_chain_without_device_key_detected(tmp_path, key):
     """A forger rewrites a record and recomputes every later hash; the signed checkpoint exposes it."""
     path = tmp_path / "a.jsonl"
     lines = write_log(path, key)
-    docs = [json.loads(l) for l in lines]
+    docs = [json.loads(line) for line in lines]
     docs[1]["details"]["subject_ref"] = "FORGED"
     prev = "0" * 64
     for d in docs:
@@ -248,7 +248,7 @@ def test_no_signing_key_means_no_checkpoints(tmp_path):
         for i in range(5):
             log.append("config_changed", {"i": i}, now=T0)
         assert log.checkpoint() is None
-    assert all(json.loads(l)["kind"] != "checkpoint" for l in path.read_text().splitlines())
+    assert all(json.loads(line)["kind"] != "checkpoint" for line in path.read_text().splitlines())
 
 
 def test_doc_lists_record_fields_and_kinds():

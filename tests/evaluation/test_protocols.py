@@ -48,7 +48,7 @@ def test_vectorised_search_agrees_with_the_device_gallery():
     probes = unit(templates[rng.integers(0, 60, 40)] + 0.8 * rng.normal(size=(40, 128)) / math.sqrt(128))
     top_subject, top_score, _ = search(probes, templates, subjects)
     gallery = Gallery(templates, [f"s{c:02d}" for c in subjects])
-    for p, subject, score in zip(probes, top_subject, top_score):
+    for p, subject, score in zip(probes, top_subject, top_score, strict=True):
         best = gallery.search(p, k=1)[0]
         assert best.subject_ref == f"s{subject:02d}"
         assert best.score == np.float32(score) or abs(best.score - score) < 1e-5
@@ -93,7 +93,7 @@ def test_identification_scores_rank_one_rule():
     ok = np.ones(5, bool)
     split = split_watchlist(ids, ok, {0: (0,), 1: (2,)}, 2)
     res = identification_scores(vectors, vectors, ids, np.zeros(5, np.int64), split)
-    hits = dict(zip(ids[split.mated_probes].tolist(), res.mated_hit.tolist()))
+    hits = dict(zip(ids[split.mated_probes].tolist(), res.mated_hit.tolist(), strict=True))
     assert hits[0] == -math.inf
     assert hits[1] == np.float32(p1 @ t1) or abs(hits[1] - float(p1 @ t1)) < 1e-6
     assert res.nonmated_top.tolist() == [float(np.float32(stranger @ t0))] or abs(res.nonmated_top[0] - float(stranger @ t0)) < 1e-6

@@ -88,7 +88,7 @@ def _pair_scores(identities: list[str], embeddings: list[np.ndarray | None]) -> 
     """Genuine and impostor scores over all photo pairs; a genuine pair with a photo whose face was
     not found scores -inf (a miss), so failures to detect count against a pipeline."""
     genuine, impostor = [], []
-    for (id_a, emb_a), (id_b, emb_b) in itertools.combinations(zip(identities, embeddings), 2):
+    for (id_a, emb_a), (id_b, emb_b) in itertools.combinations(zip(identities, embeddings, strict=True), 2):
         score = float(emb_a @ emb_b) if emb_a is not None and emb_b is not None else -np.inf
         if id_a == id_b:
             genuine.append(score)

@@ -19,10 +19,10 @@ def test_search_ranks_subjects_by_their_best_template_like_brute_force():
     refs = [f"subj-{i % 97}" for i in range(300)]  # several templates per subject
     gallery = Gallery(templates, refs)
     probes = _unit(rng, 10)
-    for probe, result in zip(probes, gallery.search_many(probes, k=5)):
+    for probe, result in zip(probes, gallery.search_many(probes, k=5), strict=True):
         scores = templates @ probe
         best = {}
-        for ref, s in zip(refs, scores):
+        for ref, s in zip(refs, scores, strict=True):
             best[ref] = max(best.get(ref, -2.0), float(s))
         expected = sorted(best.items(), key=lambda kv: -kv[1])[:5]
         assert [c.subject_ref for c in result] == [r for r, _ in expected]

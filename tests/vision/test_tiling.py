@@ -42,7 +42,7 @@ def test_tiles_cover_the_frame_and_overlap(grid, size):
         covered[r.y : r.y + r.height, r.x : r.x + r.width] += 1
     assert covered.min() >= 1, "every pixel is in some tile"
     xs = sorted({r.x for r in regions})
-    for a, b in zip(xs, xs[1:]):
+    for a, b in zip(xs, xs[1:], strict=False):
         assert regions[0].width - (b - a) >= 0.2 * regions[0].width, "neighbouring tiles overlap by at least 20 %"
     assert TileGrid().regions(width, height) == []
 

@@ -25,7 +25,7 @@ def _audit(world, tmp_path):
 
 
 def _kinds(path: Path) -> list[str]:
-    return [json.loads(l)["kind"] for l in path.read_text().splitlines()]
+    return [json.loads(line)["kind"] for line in path.read_text().splitlines()]
 
 
 def _files_touched_since(root: Path, since: float):

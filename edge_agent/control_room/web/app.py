@@ -309,7 +309,9 @@ def create_app(config: ConsoleConfig) -> Starlette:
         await run_in_threadpool(audit, session, auditing.ACCOUNT_CHANGED, details)
         return RedirectResponse(f"/accounts?message={quote(f'{action}d {username}')}", status_code=303)
 
-    async def error(request: Request, exc: HTTPException) -> Response:
+    async def error(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, HTTPException):  # registered for HTTPException only
+            raise exc
         if exc.status_code in (301, 302, 303):
             return Response(status_code=exc.status_code, headers=exc.headers)
         return page(request, "error.html", None, status=exc.status_code, detail=exc.detail)
