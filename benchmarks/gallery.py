@@ -93,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             out = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data), "--threads", str(args.threads)],
                                  check=True, capture_output=True, text=True)
             runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-    same = sum(a == b for a, b in zip(runs["exact"]["results"], runs["compact"]["results"]))
+    same = sum(a == b for a, b in zip(runs["exact"]["results"], runs["compact"]["results"], strict=True))
     mb = nbytes / 2**20
     print(f"machine: {read_cpu_profile().summary()}")
     print(f"{args.templates:,} templates x 128 float32 = {mb:.0f} MB; {args.probes} probes (half near a template, half strangers); top 5 subjects; {args.threads} threads\n")
-    print(f"| search | ms per probe (median) | p90 | build s | resident MB | x templates' bytes | peak MB | top-5 identical to exact float32 |")
+    print("| search | ms per probe (median) | p90 | build s | resident MB | x templates' bytes | peak MB | top-5 identical to exact float32 |")
     print("|---|---|---|---|---|---|---|---|")
     names = {"exact": "plain float32 (current: all in RAM, one product)", "compact": "int8 scoring + exact float32 re-rank (memory-mapped)"}
     for kind in ("exact", "compact"):

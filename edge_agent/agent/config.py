@@ -335,7 +335,6 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
     capture = read("capture", t=t)
     if not re.match(r"^(picamera(:\d+)?|usb:\d*|[a-z][a-z0-9+.-]*://.*)$", capture.source, re.IGNORECASE):
         # a video file or image folder: relative to the config file, like every other path
-        assert t is not None
         source_path = t.expand_user("source", capture.source)
         if not source_path.is_absolute():
             sections["capture"] = replace(capture, source=str(base / source_path))

@@ -84,7 +84,7 @@ class ModelFiles:
         files = [manifest.resolve(name) for _, name in chosen]
         refs = [manifest.recorded_sha256(family.reference) for family in families]
         return cls(
-            tuple(zip(ranges, files[:-1])), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0])
+            tuple(zip(ranges, files[:-1], strict=True)), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0])
         )
 
 

@@ -12,6 +12,8 @@ The scores are approximate; ``error_bound`` says by how much at most, which is w
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # Rows quantized per call, so the float32 source is read in slices (a memory-mapped gallery file
@@ -65,7 +67,7 @@ class Int8Index:
         return out
 
 
-def _interpreter(model: bytes, threads: int):
+def _interpreter(model: bytes, threads: int) -> Any:
     from edge_agent.vision.native_stderr import without_runtime_banner
     from edge_agent.vision.runtime import _interpreter_module
 
@@ -85,7 +87,7 @@ def _fully_connected_model(codes: np.ndarray, scales: np.ndarray) -> bytes:
 
     n, d = codes.shape
 
-    def tensor(shape, kind, buffer, name, quantization=None):
+    def tensor(shape: list[int], kind: int, buffer: int, name: str, quantization: Any = None) -> Any:
         t = tfl.TensorT()
         t.shape, t.type, t.buffer, t.name = np.array(shape, np.int32), kind, buffer, name
         if quantization is not None:

@@ -17,8 +17,12 @@ from collections.abc import Sequence
 import mmap
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge_agent.watchlist.compact_index import Int8Index
 
 COMPACT_FROM = 100_000  # below this the float32 product is already well under a millisecond
 BLOCK = 64  # templates per block when picking first candidates from the int8 scores
@@ -44,7 +48,7 @@ class Gallery:
         self.templates = np.ascontiguousarray(templates[order])
         self._subjects = subjects
         self._starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(codes) else np.zeros(0, int)
-        self._index = None
+        self._index: Int8Index | None = None
 
     def _init_compact(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int) -> None:
         """Large galleries: no reordered or converted copy of the float32 templates is made."""
@@ -90,8 +94,11 @@ class Gallery:
         return results
 
     def _search_compact(self, probe: np.ndarray, k: int) -> list[Candidate]:
-        approx = self._index.scores(probe, self._scratch)
-        bound = self._index.error_bound(probe)
+        index = self._index
+        if index is None:
+            raise RuntimeError("the compact search needs the int8 index")
+        approx = index.scores(probe, self._scratch)
+        bound = index.error_bound(probe)
         k = min(k, len(self._subjects))
         # A lower bound T of the k-th best subject's exact score, from the best template of the
         # best-scoring blocks; every template that might beat T is then re-scored exactly.
@@ -107,7 +114,7 @@ class Gallery:
             candidates = np.arange(len(approx))
         exact = self._rows.score(candidates, probe)
         refs, scores = _best_per_subject(candidates, exact, self._codes)
-        return [Candidate(str(self._subjects[c]), float(s)) for c, s in zip(refs[:k], scores[:k])]
+        return [Candidate(str(self._subjects[c]), float(s)) for c, s in zip(refs[:k], scores[:k], strict=True)]
 
 
 def _best_per_subject(rows: np.ndarray, scores: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +146,10 @@ class _RowReader:
 
     def score(self, rows: np.ndarray, probe: np.ndarray) -> np.ndarray:
         if self._fd is None:
-            return self.templates[rows] @ probe
+            return np.asarray(self.templates[rows] @ probe)
         size = self._row_bytes
         data = b"".join(os.pread(self._fd, size, self._file_offset + int(i) * size) for i in rows)
-        return np.frombuffer(data, np.float32).reshape(len(rows), -1) @ probe
+        return np.asarray(np.frombuffer(data, np.float32).reshape(len(rows), -1) @ probe)
 
     def __del__(self) -> None:
         if self._fd is not None:

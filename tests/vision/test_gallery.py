@@ -79,7 +79,7 @@ def test_large_gallery_search_is_exactly_the_float32_ranking(tmp_path):
     gallery = Gallery(mapped, [f"p{c}" for c in codes])
     assert gallery._index is not None and len(gallery) >= gallery_module.COMPACT_FROM
     assert gallery.templates is mapped, "the float32 rows are used in place, not copied"
-    for probe, result in zip(probes, gallery.search_many(probes, k=5)):
+    for probe, result in zip(probes, gallery.search_many(probes, k=5), strict=True):
         assert [c.subject_ref for c in result] == [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
         exact_best = [float((templates[codes == int(c.subject_ref[1:])] @ probe).max()) for c in result]
         np.testing.assert_allclose([c.score for c in result], exact_best, rtol=0, atol=1e-6)
@@ -96,7 +96,7 @@ def test_without_the_error_bound_the_int8_ranking_would_differ(tmp_path, monkeyp
     monkeypatch.setattr(Int8Index, "error_bound", lambda self, probe: 0.0)
     gallery = Gallery(mapped, [f"p{c}" for c in codes])
     differing = sum([c.subject_ref for c in result] != [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
-                    for probe, result in zip(probes, gallery.search_many(probes, k=5)))
+                    for probe, result in zip(probes, gallery.search_many(probes, k=5), strict=True))
     assert differing > 0
 
 
