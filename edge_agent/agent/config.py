@@ -172,6 +172,9 @@ class SpoolConfig:
 @dataclass(frozen=True)
 class ControlRoomConfig:
     crop_public_key: Path | None = setting("path", None, "X25519 public key (PEM) the alert face crop is sealed to")
+    receipt_public_key: Path | None = setting(
+        "path", None, "Ed25519 public key (PEM) the control room signs receipts with: an alert stays in the spool until a receipt it signed arrives"
+    )
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,13 @@ def run_agent(
             )
 
         if broker is not None:
-            publisher = AlertPublisher(broker, config.device.id, spool, telemetry=telemetry, telemetry_interval_s=config.telemetry.interval_s, clock=clock).start()
+            receipt_key = None
+            if config.control_room.receipt_public_key is not None:
+                receipt_key = load_public_key(config.control_room.receipt_public_key, Ed25519PublicKey)
+            else:
+                log.warning("control_room.receipt_public_key is not set: alerts leave the spool on the broker's PUBACK, not on a control-room receipt")
+            publisher = AlertPublisher(broker, config.device.id, spool, telemetry=telemetry, telemetry_interval_s=config.telemetry.interval_s, clock=clock,
+                                       receipt_key=receipt_key, audit=audit).start()
         previous = _install_sigterm(stop)
         reason = "source ended"
         last_retention = last_counts = time.monotonic()

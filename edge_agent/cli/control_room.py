@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listen.add_argument("--authority-pub", type=Path, required=True, help="the authority's public key: imported deployment records are checked with it")
     _db_arg(listen)
     listen.add_argument("--client-id", default="control-room-1", help="stable MQTT client id of this listener (persistent session)")
+    listen.add_argument("--receipt-key", type=Path, help="control_room_ed25519.key: sign a receipt for every stored alert (devices keep alerts until one arrives)")
+    listen.add_argument("--control-room-id", default="control-room", help="the control room's id in receipts and adjudication notices")
     listen.add_argument("--max-age-hours", type=float, default=MAX_RETENTION_DAYS * 24, help=f"refuse alerts captured longer ago (default {MAX_RETENTION_DAYS * 24} = {MAX_RETENTION_DAYS} days)")
     listen.add_argument("--max-future-s", type=float, default=300, help="refuse alerts stamped further in the future (clock skew)")
     listen.add_argument("--retention-days", type=float, default=MAX_RETENTION_DAYS, help=f"delete alerts older than this unless held (at most {MAX_RETENTION_DAYS})")
@@ -160,6 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _broker_args(serve)
     serve.add_argument("--registry", type=Path, help="device registry (with --listen)")
     serve.add_argument("--client-id", default="control-room-console-1", help="MQTT client id of the in-process listener")
+    serve.add_argument("--receipt-key", type=Path, help="control_room_ed25519.key (with --listen): receipts for stored alerts, decisions sent back to devices")
+    serve.add_argument("--control-room-id", default="control-room", help="the control room's id in receipts and adjudication notices")
     serve.add_argument("--session-idle-minutes", type=float, default=15)
     serve.add_argument("--session-hours", type=float, default=8)
     _audit_args(serve)
@@ -277,6 +281,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         listener = AlertListener(
             config, intake, client_id=args.client_id, on_verdict=on_verdict,
             housekeeping=lambda: apply_retention(store, _utc_now(), retention, audit),
+            receipts=_receipt_issuer(args, store),
         )
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
@@ -494,11 +499,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         broker = broker_config(args) if (args.listen or args.config or args.broker) else None
         if broker is not None:
             background.append(FleetMonitor(broker, FleetBook(store.db)).start())
+        on_adjudicated = None
         if args.listen:
-            background.append(_start_listener(args, broker, store, deployments, key, audit))
+            listener = _start_listener(args, broker, store, deployments, key, audit)
+            background.append(listener)
+            # The reviewer's decision goes back to the device, signed (issue 12.1).
+            on_adjudicated = lambda alert, d: listener.notify_adjudication(d.event_id, d.decision, d.engaged, d.at, d.reviewer)  # noqa: E731
         policy = LoginPolicy(idle=timedelta(minutes=args.session_idle_minutes), absolute=timedelta(hours=args.session_hours))
         secure = bool(args.tls_cert_file) or args.behind_tls_proxy
-        app = create_app(ConsoleConfig(store, audit, key, deployments, secure_cookies=secure, policy=policy))
+        app = create_app(ConsoleConfig(store, audit, key, deployments, secure_cookies=secure, policy=policy, on_adjudicated=on_adjudicated))
         scheme = "https" if args.tls_cert_file else "http"
         print(f"console on {scheme}://{args.host}:{args.port}/ (store {store.location})", file=sys.stderr, flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ssl_certfile=args.tls_cert_file, ssl_keyfile=args.tls_key_file)
@@ -519,4 +528,15 @@ def _start_listener(args, broker, store, deployments, key, audit):
     intake = AlertIntake(DeviceRegistry.load(args.registry), key, store, deployments, audit)
     retention = _retention(MAX_RETENTION_DAYS)
     return AlertListener(broker, intake, client_id=args.client_id,
-                         housekeeping=lambda: apply_retention(store, _utc_now(), retention, audit)).start()
+                         housekeeping=lambda: apply_retention(store, _utc_now(), retention, audit),
+                         receipts=_receipt_issuer(args, store)).start()
+
+
+def _receipt_issuer(args, store):
+    """A ReceiptIssuer when --receipt-key is given (else the listener signs nothing, with a warning)."""
+    from edge_agent.control_room.receipting import ReceiptIssuer
+
+    if args.receipt_key is None:
+        logging.getLogger(__name__).warning("no --receipt-key: devices get no receipts and keep re-sending alerts if they require them")
+        return None
+    return ReceiptIssuer.from_key_file(args.receipt_key, args.control_room_id, store)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", type=Path, help="add the device's public keys to this registry file (created if absent)")
     p.set_defaults(func=cmd_init_device)
 
-    p = sub.add_parser("init-control-room", help="the control room's X25519 key (opens alert crops)")
+    p = sub.add_parser("init-control-room", help="the control room's X25519 key (opens alert crops) and Ed25519 key (signs receipts)")
     p.add_argument("directory", type=Path)
     p.set_defaults(func=cmd_init_control_room)
 
@@ -67,4 +67,5 @@ def cmd_init_device(args: argparse.Namespace) -> int:
 def cmd_init_control_room(args: argparse.Namespace) -> int:
     paths = init_control_room(args.directory)
     print(f"control-room key: {paths.sealing_key}\npublic key:       {paths.sealing_public} (give to devices)")
+    print(f"receipt key:      {paths.receipt_key}\npublic key:       {paths.receipt_public} (give to devices)")
     return 0

@@ -5,15 +5,22 @@ The session is persistent (clean_start=False with a session expiry), so alerts p
 the listener is down wait at the broker. Messages are acknowledged manually, only after the
 intake has committed the alert (or the rejection) to the store: if the store fails, the message
 is not acknowledged, the connection is dropped and the broker delivers it again.
+
+With a ``ReceiptIssuer`` the listener then signs a receipt for every alert it stored (and the
+same receipt again for a duplicate) and publishes it QoS 1 on the device's receipt topic: the
+device keeps the alert until that receipt arrives (issue 12.1). ``notify_adjudication`` sends a
+reviewer's decision back to the device the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import ssl
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.control_room.intake import AlertIntake, Verdict
+from edge_agent.control_room.receipting import Outgoing, ReceiptIssuer
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt_connection import Backoff, BrokerConfig, disable_nagle, tls_context
 from edge_agent.events.topics import ALERT_FILTER, SHARE_GROUP
@@ -42,6 +50,7 @@ class AlertListener:
         housekeeping: Callable[[], object] | None = None,
         housekeeping_interval_s: float = 3600.0,
         share_group: str = SHARE_GROUP,
+        receipts: ReceiptIssuer | None = None,
     ) -> None:
         self.config = config
         self.intake = intake
@@ -59,6 +68,10 @@ class AlertListener:
         self._end_session = False
         self.subscription = f"$share/{share_group}/{ALERT_FILTER}"
         self.last_error = ""
+        self._receipts = receipts
+        self._outgoing: queue.Queue[Outgoing] = queue.Queue()
+        self.receipts_sent = 0
+        self.notices_sent = 0
 
     @property
     def subscribed(self) -> threading.Event:
@@ -77,6 +90,16 @@ class AlertListener:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+    def notify_adjudication(self, event_id: str, decision: str, engaged: bool | None, decided_at: datetime, reviewer: str) -> bool:
+        """Send a reviewer's decision on a stored alert back to its device (signed, QoS 1). Safe to
+        call from any thread (the console calls it when a decision is recorded); it is published
+        from the listener's connection, at once or as soon as it reconnects. False when this
+        listener signs nothing (no receipt key)."""
+        if self._receipts is None:
+            return False
+        self._outgoing.put(self._receipts.adjudication(event_id, decision, engaged, decided_at, reviewer))
+        return True
 
     def __enter__(self) -> "AlertListener":
         return self.start()
@@ -99,6 +122,8 @@ class AlertListener:
                 while not self._stop.is_set() and not self._failed:
                     if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
                         break
+                    if self._subscribed.is_set():
+                        self._send_queued(client)
                     if self._housekeeping is not None and time.monotonic() >= next_housekeeping:
                         next_housekeeping = time.monotonic() + self._housekeeping_interval
                         try:
@@ -139,6 +164,17 @@ class AlertListener:
         client.on_message = self._on_message
         return client
 
+    def _send_queued(self, client: mqtt.Client) -> None:
+        while True:
+            try:
+                item = self._outgoing.get_nowait()
+            except queue.Empty:
+                return
+            if client.publish(item.topic, item.payload, qos=1).rc != mqtt.MQTT_ERR_SUCCESS:
+                self._outgoing.put(item)  # not connected after all: try after the reconnect
+                return
+            self.notices_sent += 1
+
     def _error(self, text: str) -> None:
         log.warning("%s", text)
         self.last_error = text
@@ -168,6 +204,15 @@ class AlertListener:
             self._failed = True
             return
         client.ack(message.mid, message.qos)
+        if self._receipts is not None and verdict.event_id is not None and (verdict.accepted or verdict.reason == "duplicate_event"):
+            try:
+                receipt = self._receipts.receipt(verdict.event_id)
+            except EdgeAgentError as exc:  # the alert is stored; the device retransmits and asks again
+                self._error(f"could not sign a receipt for {verdict.event_id}: {exc}")
+                receipt = None
+            if receipt is not None:
+                client.publish(receipt.topic, receipt.payload, qos=1)
+                self.receipts_sent += 1
         if self._on_verdict is not None:
             try:
                 self._on_verdict(verdict)

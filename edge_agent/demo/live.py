@@ -27,6 +27,7 @@ from edge_agent.audit.log import AuditLog
 from edge_agent.control_room.deployments import DeploymentBook
 from edge_agent.control_room.intake import AlertIntake, Verdict
 from edge_agent.control_room.listener import AlertListener
+from edge_agent.control_room.receipting import ReceiptIssuer
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.demo.scenes import FIXTURE_FACES, write_walk_past_video
@@ -104,6 +105,7 @@ record = "{deployment}"
 path = "{state / 'spool.db'}"
 [control_room]
 crop_public_key = "{env.control_room_pub}"
+receipt_public_key = "{env.receipt_pub}"
 [telemetry]
 interval_s = 5
 [logging]
@@ -220,10 +222,12 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     try:
         if broker is not None:
             say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
-            listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict).start()
+            issuer = ReceiptIssuer.from_key_file(env.receipt_key, "control-room", store)
+            listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict,
+                                     receipts=issuer).start()
             if not listener.subscribed.wait(10):
                 raise BrokerUnavailable(f"the control-room listener could not subscribe: {listener.last_error}", f"see the broker log {broker.log}")
-            say("[4/5] control-room listener subscribed (MQTT 5 shared subscription); it verifies signatures and opens crops")
+            say("[4/5] control-room listener subscribed (MQTT 5 shared subscription); it verifies signatures, opens crops and signs a receipt for each stored alert")
         else:
             say(f"[3/5] no broker{broker_note}: alerts go from the device spool to the control-room intake in-process (same signed payloads)")
             say("[4/5] control-room intake ready")
@@ -244,6 +248,9 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     finally:
         if listener is not None:
             listener.stop(end_session=True)
+    if broker is not None:
+        for line in receipt_lines(Path(config.device.state_dir) / "audit.log"):
+            say(line)
     accepted = [v for v in verdicts if v.accepted]
     rejected = [v for v in verdicts if not v.accepted]
     say(
@@ -262,6 +269,20 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     store.close()
     room_audit.close()
     return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", Path(store.path))
+
+
+def receipt_lines(device_audit: Path) -> list[str]:
+    """One line per receipt the device audited (receipt_received): what released each alert."""
+    import json
+
+    lines = []
+    for text in device_audit.read_text(encoding="utf-8").splitlines():
+        record = json.loads(text)
+        if record.get("kind") == "receipt_received":
+            d = record["details"]
+            lines.append(f"  RECEIPT device {DEVICE_ID} seq {d['seq']}: event {d['event_id']} stored by {d['control_room']} at {d['stored_at']} "
+                         f"(signed; the device released it from its spool and audited it as record {record['seq']})")
+    return lines
 
 
 def _wait_for(condition, timeout_s: float) -> bool:

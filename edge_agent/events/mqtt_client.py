@@ -9,6 +9,14 @@ the row stays and is re-sent with backoff until a subscriber exists. Whatever wa
 reconnect (the listener drops the duplicates by event id). Reconnects back off exponentially
 with jitter.
 
+With the control room's receipt key (issue 12.1) a PUBACK only means "at the broker": the row
+stays in the spool until a receipt signed by the control room arrives on the device's receipt
+topic for exactly that alert (id, epoch, seq, audit head); the receipt is audited
+(``receipt_received``) and only then is the row deleted. An alert without a receipt is sent
+again after RECEIPT_TIMEOUT_S, doubling per attempt up to RECEIPT_TIMEOUT_CAP_S. Adjudication
+notices on the device's adjudication topic are verified and audited (``adjudication_received``).
+Without a receipt key the publisher falls back to deleting on PUBACK.
+
 A clean stop (SIGTERM, end of a replay) drains: ``stop()`` keeps the connection (reconnecting if
 needed) until every spooled alert has been acknowledged or ``drain_s`` has passed, and only then
 says offline, so an alert raised just before the stop does not wait on the device for the next
@@ -24,22 +32,28 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt_connection import Backoff, BrokerConfig, disable_nagle, tls_context
-from edge_agent.events.schema import format_time
+from edge_agent.events.receipts import AdjudicationNotice, Receipt, parse_message, verify_message
+from edge_agent.events.schema import AlertEvent, format_time, parse_payload
 from edge_agent.events.spool import Spool, SpooledEvent
-from edge_agent.events.topics import alert_topic, status_topic, telemetry_topic
+from edge_agent.events.topics import adjudication_topic, alert_topic, receipt_topic, status_topic, telemetry_topic
 from edge_agent.identifiers import check_device_id
 
 log = logging.getLogger(__name__)
@@ -47,6 +61,8 @@ log = logging.getLogger(__name__)
 STATUS_SCHEMA = "lfr.status/1"
 NO_MATCHING_SUBSCRIBERS = 0x10
 DRAIN_S = 10.0  # how long a clean stop waits for the spool to drain (systemd allows 30 s)
+RECEIPT_TIMEOUT_S = 5.0  # an alert with no receipt this long after its PUBACK is sent again
+RECEIPT_TIMEOUT_CAP_S = 300.0
 TELEMETRY_SCHEMA = "lfr.telemetry/1"
 
 
@@ -77,6 +93,10 @@ class PublisherState:
     broker_refused: int
     no_subscribers: int
     last_error: str
+    receipts: int = 0  # valid receipts applied (alert released from the spool)
+    receipts_refused: int = 0  # receipts or notices that failed parsing, signature or matching
+    retransmits: int = 0  # alerts sent again for want of a receipt
+    adjudications: int = 0
 
 
 def status_payload(device_id: str, state: str, now: datetime) -> bytes:
@@ -96,6 +116,9 @@ class AlertPublisher:
         window: int = 64,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] | None = None,
+        receipt_key: Ed25519PublicKey | None = None,
+        audit: "AuditSink | None" = None,
+        receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
     ) -> None:
         self.config = config
         self.device_id = check_device_id(device_id)
@@ -126,6 +149,20 @@ class AlertPublisher:
         self._broker_refused = 0
         self._no_subscribers = 0
         self._last_error = ""
+        self._receipt_key = receipt_key
+        self._audit = audit
+        self._receipt_timeout = receipt_timeout_s
+        self._attempts: dict[int, int] = {}  # seq -> sends so far (receipt mode)
+        self._receipts = 0
+        self._receipts_refused = 0
+        self._retransmits = 0
+        self._adjudications = 0
+        self.on_receipt: Callable[[Receipt], None] | None = None  # observers (benchmarks, the demo)
+        self.on_adjudication: Callable[[AdjudicationNotice], None] | None = None
+
+    @property
+    def receipts_required(self) -> bool:
+        return self._receipt_key is not None
 
     # ---- public API -------------------------------------------------------------------------
     def start(self) -> "AlertPublisher":
@@ -157,7 +194,8 @@ class AlertPublisher:
 
     def state(self) -> PublisherState:
         with self._lock:
-            return PublisherState(self._connected, self._connects, self._published, self._acked, self._broker_refused, self._no_subscribers, self._last_error)
+            return PublisherState(self._connected, self._connects, self._published, self._acked, self._broker_refused, self._no_subscribers, self._last_error,
+                                  self._receipts, self._receipts_refused, self._retransmits, self._adjudications)
 
     # ---- worker -----------------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
@@ -173,6 +211,7 @@ class AlertPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _finished(self) -> bool:
@@ -244,7 +283,13 @@ class AlertPublisher:
                 return
             del self._retry[seq]
             item = self.spool.get(seq)
-            if item is not None and not self._send(client, item):
+            if item is None:
+                self._attempts.pop(seq, None)  # receipted meanwhile
+                continue
+            if self._attempts.get(seq):
+                with self._lock:
+                    self._retransmits += 1
+            if not self._send(client, item):
                 return
         room = self._window - len(self._inflight)
         if room <= 0:
@@ -260,6 +305,7 @@ class AlertPublisher:
             self._note_error(f"publish of seq {item.seq} failed locally ({mqtt.error_string(info.rc)})")
             return False
         self._inflight[info.mid] = item.seq
+        self._attempts[item.seq] = self._attempts.get(item.seq, 0) + 1
         with self._lock:
             self._published += 1
         return True
@@ -284,6 +330,7 @@ class AlertPublisher:
             "spool_dropped_size_limit": stats.dropped_size_limit,
             "spool_dropped_retention": stats.dropped_retention,
             "broker_refused": self._broker_refused,
+            "oldest_unreceipted_at": format_time(stats.oldest_created_at) if stats.oldest_created_at else None,
         }
         client.publish(telemetry_topic(self.device_id), json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), qos=0)
 
@@ -303,6 +350,8 @@ class AlertPublisher:
         with self._lock:
             self._connected = True
             self._connects += 1
+        if self._receipt_key is not None:
+            client.subscribe([(receipt_topic(self.device_id), 1), (adjudication_topic(self.device_id), 1)])
         client.publish(status_topic(self.device_id), status_payload(self.device_id, "online", self._clock()), qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
@@ -331,10 +380,69 @@ class AlertPublisher:
                 self._no_subscribers += 1
             return
         self._retry_backoff.reset()
-        self.spool.acknowledge(seq)
+        if self._receipt_key is not None:
+            # At the broker, not yet at the control room: wait for its receipt, then send again.
+            attempt = self._attempts.get(seq, 1)
+            timeout = min(RECEIPT_TIMEOUT_CAP_S, self._receipt_timeout * 2 ** (attempt - 1))
+            self._retry[seq] = time.monotonic() + timeout * random.uniform(0.8, 1.0)
+        else:
+            self.spool.acknowledge(seq)
         self._wake.set()  # room in the window: look for more
         with self._lock:
             self._acked += 1
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """A receipt or adjudication notice from the control room: verified, matched, audited."""
+        try:
+            parsed = parse_message(message.payload)
+            assert self._receipt_key is not None
+            verify_message(parsed, self._receipt_key)
+            if parsed.device_id != self.device_id or message.topic != (receipt_topic if isinstance(parsed, Receipt) else adjudication_topic)(self.device_id):
+                raise EdgeAgentError(f"{parsed.SCHEMA} for device {parsed.device_id!r} arrived on {message.topic}", "the broker ACL should prevent this")
+            if isinstance(parsed, Receipt):
+                self._apply_receipt(parsed)
+            else:
+                self._apply_adjudication(parsed)
+        except EdgeAgentError as exc:
+            with self._lock:
+                self._receipts_refused += 1
+            self._note_error(f"refused a message on {message.topic}: {exc.message}")
+
+    def _apply_receipt(self, receipt: Receipt) -> None:
+        item = self.spool.get(receipt.seq)
+        if item is None:
+            return  # a repeat for an alert already released
+        event = AlertEvent.from_dict(parse_payload(item.payload))
+        if event.spool_epoch != receipt.spool_epoch or not receipt.acknowledges(event):
+            raise EdgeAgentError(f"receipt for {receipt.event_id} (seq {receipt.seq}) does not match the spooled alert", "kept the alert; it is sent again")
+        if self._audit is not None:
+            # Audited before the row goes: if the record cannot be written, the alert stays and is receipted again.
+            self._audit.append("receipt_received", {
+                "event_id": receipt.event_id, "seq": receipt.seq, "spool_epoch": receipt.spool_epoch,
+                "stored_at": format_time(receipt.stored_at), "audit_head": receipt.audit_head.as_dict(), "control_room": receipt.control_room,
+            })
+        self.spool.acknowledge(receipt.seq)
+        self._retry.pop(receipt.seq, None)
+        self._attempts.pop(receipt.seq, None)
+        with self._lock:
+            self._receipts += 1
+        if self.on_receipt is not None:
+            self.on_receipt(receipt)
+
+    def _apply_adjudication(self, notice: AdjudicationNotice) -> None:
+        if self._audit is not None:
+            self._audit.append("adjudication_received", {
+                "event_id": notice.event_id, "decision": notice.decision, "engaged": notice.engaged,
+                "decided_at": format_time(notice.decided_at), "reviewer": notice.reviewer, "control_room": notice.control_room,
+            })
+        with self._lock:
+            self._adjudications += 1
+        if self.on_adjudication is not None:
+            self.on_adjudication(notice)
+
+
+class AuditSink(Protocol):
+    def append(self, kind: str, details: dict[str, Any]) -> Any: ...
 
 
 def session_expiry(seconds: int) -> Properties:

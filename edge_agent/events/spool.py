@@ -78,6 +78,7 @@ class SpoolStats:
     dropped_size_limit: int
     dropped_retention: int
     last_seq: int
+    oldest_created_at: datetime | None = None  # the oldest alert still waiting (for a receipt or to be sent)
 
 
 EventFactory = Callable[[int], tuple[str, bytes]]  # seq -> (event_id, payload)
@@ -277,11 +278,12 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            depth, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size),0) FROM events").fetchone()
+            depth, size, oldest = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size),0), MIN(created_at) FROM events").fetchone()
             return SpoolStats(
                 depth=int(depth),
                 bytes=int(size),
                 dropped_size_limit=self._meta("dropped_size_limit"),
                 dropped_retention=self._meta("dropped_retention"),
                 last_seq=self._meta("last_seq"),
+                oldest_created_at=parse_time(oldest, "created_at") if oldest else None,
             )

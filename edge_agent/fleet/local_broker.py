@@ -78,6 +78,15 @@ class MessagingEnv:
         return self.control_room_dir / "control_room_x25519.pub"
 
     @property
+    def receipt_key(self) -> Path:
+        """The control room's Ed25519 key: it signs receipts and adjudication notices."""
+        return self.control_room_dir / "control_room_ed25519.key"
+
+    @property
+    def receipt_pub(self) -> Path:
+        return self.control_room_dir / "control_room_ed25519.pub"
+
+    @property
     def crl(self) -> Path:
         return self.ca_dir / "crl.pem"
 
@@ -107,9 +116,9 @@ def make_messaging_env(root: Path, device_ids: tuple[str, ...] = ("cam-01", "cam
     ca_cert, _ = _pki_paths(ca)
 
     control_room_dir = root / "control-room"
-    cr_key = X25519PrivateKey.generate()
-    write_private_key(control_room_dir / "control_room_x25519.key", cr_key)
-    write_public_key(control_room_dir / "control_room_x25519.pub", cr_key.public_key())
+    from edge_agent.identity.keys import init_control_room
+
+    init_control_room(control_room_dir)  # X25519 (opens crops) and Ed25519 (signs receipts), 0600
 
     registry = DeviceRegistry()
     env = MessagingEnv(root, ca_cert, root / "ca", server_cert, server_key, root / "registry.json", control_room_dir)
@@ -135,7 +144,7 @@ def make_messaging_env(root: Path, device_ids: tuple[str, ...] = ("cam-01", "cam
 class MosquittoBroker:
     """One Mosquitto process; ``stop()``/``start()`` keep the port and the persistence dir."""
 
-    def __init__(self, env: MessagingEnv, workdir: Path, port: int | None = None, autosave_interval_s: int = 60) -> None:
+    def __init__(self, env: MessagingEnv, workdir: Path, port: int | None = None, autosave_interval_s: int = 5) -> None:
         self.env = env
         self.workdir = Path(workdir)
         self.port = port or free_port()

@@ -115,6 +115,7 @@ def provision_device(
     *,
     template: str | Path = DEFAULT_TEMPLATE,
     now: datetime | None = None,
+    receipt_public_key: str | Path | None = None,
 ) -> ProvisionedDevice:
     """Create everything a device needs in ``out_dir`` and register it; refuses to reuse an id."""
     now = now or datetime.now(UTC)
@@ -131,7 +132,15 @@ def provision_device(
         )
     authority = load_public_key(Path(authority_public_key), Ed25519PublicKey)
     control_room = load_public_key(Path(control_room_public_key), X25519PublicKey)
-    del authority, control_room  # loaded only to prove the files hold the right kind of key
+    # The receipt key sits beside the crop key (edge-agent keys init-control-room makes both).
+    receipt_public_key = Path(receipt_public_key) if receipt_public_key is not None else Path(control_room_public_key).with_name(idkeys.RECEIPT_PUB)
+    if not receipt_public_key.is_file():
+        raise ConfigError(
+            f"the control room's receipt key {receipt_public_key} is missing",
+            "run edge-agent keys init-control-room on the control room's key directory (it adds the Ed25519 receipt key)",
+        )
+    receipt = load_public_key(receipt_public_key, Ed25519PublicKey)
+    del authority, control_room, receipt  # loaded only to prove the files hold the right kind of key
     ca = pki.load_ca(ca_dir)
     template_text = Path(template).read_text(encoding="utf-8")
 
@@ -142,6 +151,7 @@ def provision_device(
         key_paths = idkeys.init_device(work / "keys", device_id)
         shutil.copyfile(authority_public_key, work / "keys" / idkeys.AUTHORITY_PUB)
         shutil.copyfile(control_room_public_key, work / "keys" / idkeys.CONTROL_ROOM_PUB)
+        shutil.copyfile(receipt_public_key, work / "keys" / idkeys.RECEIPT_PUB)
         tls = work / "tls"
         client = pki.issue_client_cert(ca, tls, device_id, now=now)
         shutil.copyfile(ca.cert_path, tls / "ca.pem")

@@ -36,6 +36,9 @@ DEVICE_SEAL_KEY = "device_x25519.key"
 DEVICE_SEAL_PUB = "device_x25519.pub"
 CONTROL_ROOM_KEY = "control_room_x25519.key"
 CONTROL_ROOM_PUB = "control_room_x25519.pub"
+# The control room's Ed25519 key: it signs receipts and adjudication notices; devices pin the public half.
+RECEIPT_KEY = "control_room_ed25519.key"
+RECEIPT_PUB = "control_room_ed25519.pub"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class ControlRoomKeyPaths:
     directory: Path
     sealing_key: Path
     sealing_public: Path
+    receipt_key: Path | None = None
+    receipt_public: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -140,12 +145,22 @@ def init_device(directory: Path, device_id: str) -> DeviceKeyPaths:
 
 
 def init_control_room(directory: Path) -> ControlRoomKeyPaths:
+    """The control room's X25519 key (opens crops) and Ed25519 key (signs receipts), each 0600. A
+    control room made before receipts existed gets only the missing Ed25519 key."""
     d = Path(directory)
-    paths = ControlRoomKeyPaths(d, d / CONTROL_ROOM_KEY, d / CONTROL_ROOM_PUB)
-    _refuse_existing(paths.sealing_key, paths.sealing_public)
-    key = X25519PrivateKey.generate()
-    write_private_key(paths.sealing_key, key)
-    write_public_key(paths.sealing_public, key.public_key())
+    paths = ControlRoomKeyPaths(d, d / CONTROL_ROOM_KEY, d / CONTROL_ROOM_PUB, d / RECEIPT_KEY, d / RECEIPT_PUB)
+    assert paths.receipt_key is not None and paths.receipt_public is not None
+    has_sealing = paths.sealing_key.exists() and paths.sealing_public.exists()
+    if not has_sealing:
+        _refuse_existing(paths.sealing_key, paths.sealing_public)
+    _refuse_existing(paths.receipt_key, paths.receipt_public)
+    if not has_sealing:
+        key = X25519PrivateKey.generate()
+        write_private_key(paths.sealing_key, key)
+        write_public_key(paths.sealing_public, key.public_key())
+    signing = Ed25519PrivateKey.generate()
+    write_private_key(paths.receipt_key, signing)
+    write_public_key(paths.receipt_public, signing.public_key())
     return paths
 
 

@@ -48,6 +48,7 @@ def test_provision_device_creates_keys_cert_config_and_registers(fleet):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "agent.toml",
         "keys/authority_ed25519.pub",
+        "keys/control_room_ed25519.pub",
         "keys/control_room_x25519.pub",
         "keys/device_ed25519.key",
         "keys/device_ed25519.pub",
