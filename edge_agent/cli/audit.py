@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     key.add_argument("--registry", type=Path, help="device registry (with --device)")
     p.add_argument("--device", help="device id to look up in --registry")
     p.add_argument("--checkpoint-every", type=int, default=100, help="interval the device used (default 100)")
+    p.add_argument("--receipts", type=Path, help="the control room's receipts for this device (edge-agent control-room receipts): proves the log was not cut or rewritten up to the last receipted point")
+    p.add_argument("--control-room-pub", type=Path, help="control_room_ed25519.pub, the key the receipts are signed with (with --receipts)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
@@ -40,8 +42,21 @@ def _public_key(args: argparse.Namespace) -> Ed25519PublicKey:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     result = verify_audit_log(args.log, _public_key(args), args.checkpoint_every)
+    anchors = None
+    if args.receipts is not None:
+        from edge_agent.audit.receipt_anchors import check_receipt_anchors, read_receipts
+        from edge_agent.identity.keys import read_device_id
+
+        if args.control_room_pub is None:
+            raise ConfigError("--receipts needs --control-room-pub", "pass control_room_ed25519.pub, the key the receipts are signed with")
+        device_id = args.device or (read_device_id(args.device_pub) if args.device_pub and args.device_pub.is_dir() else None)
+        if device_id is None:
+            raise ConfigError("--receipts needs the device id", "pass --device ID (or --device-pub with the device's key directory)")
+        anchors = check_receipt_anchors(args.log, read_receipts(args.receipts), load_public_key(args.control_room_pub, Ed25519PublicKey), device_id)
     if args.json:
-        print(json.dumps(result.__dict__, indent=2))
+        print(json.dumps({**result.__dict__, **({"receipts": anchors.__dict__} if anchors else {})}, indent=2))
     else:
         print(result.summary())
-    return 0 if result.ok else 1
+        if anchors is not None:
+            print(anchors.summary())
+    return 0 if result.ok and (anchors is None or anchors.ok) else 1

@@ -149,6 +149,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _audit_args(p)
         p.set_defaults(func=cmd_accounts_disable, disable=name == "disable")
 
+    receipts = sub.add_parser("receipts", help="the signed receipts of a device's stored alerts (for edge-agent audit verify --receipts)")
+    _db_arg(receipts)
+    receipts.add_argument("--device", required=True, help="device id")
+    receipts.add_argument("--receipt-key", type=Path, required=True, help="control_room_ed25519.key")
+    receipts.add_argument("--control-room-id", default="control-room")
+    receipts.add_argument("--out", type=Path, required=True, help="file to write, one receipt per line")
+    receipts.set_defaults(func=cmd_receipts)
+
     serve = sub.add_parser("serve", help="the browser console (with the listener in the same process when a broker is given)")
     _db_arg(serve)
     serve.add_argument("--key", type=Path, required=True, help="control_room_x25519.key (crops and reference images, in memory only)")
@@ -471,6 +479,27 @@ def cmd_accounts_disable(args: argparse.Namespace) -> int:
         AccountBook(store.db).set_disabled(args.username, args.disable)
         audit.append(ACCOUNT_CHANGED, {"username": args.username, "action": "disable" if args.disable else "enable"})
     print(f"account {args.username} {'disabled' if args.disable else 'enabled'}")
+    return 0
+
+
+def cmd_receipts(args: argparse.Namespace) -> int:
+    """Receipts are deterministic (stored payload, stored_at, Ed25519): these are the bytes the device got."""
+    from edge_agent.control_room.receipting import ReceiptIssuer
+    from edge_agent.durable import atomic_write
+
+    store = open_store(args.db)
+    try:
+        issuer = ReceiptIssuer.from_key_file(args.receipt_key, args.control_room_id, store)
+        lines = []
+        for alert in store.alerts():
+            if alert.device_id == args.device:
+                out = issuer.receipt(alert.event_id)
+                if out is not None:
+                    lines.append(out.payload)
+    finally:
+        store.close()
+    atomic_write(args.out, b"".join(line + b"\n" for line in lines), mode=0o600)
+    print(f"{len(lines)} receipt(s) for {args.device} written to {args.out}")
     return 0
 
 
