@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     key.add_argument("--registry", type=Path, help="device registry (with --device)")
     p.add_argument("--device", help="device id to look up in --registry")
     p.add_argument("--checkpoint-every", type=int, default=100, help="interval the device used (default 100)")
-    p.add_argument("--receipts", type=Path, help="the control room's receipts for this device (edge-agent control-room receipts): proves the log was not cut or rewritten up to the last receipted point")
+    p.add_argument("--receipts", type=Path,
+                   help="the control room's receipts for this device (edge-agent control-room receipts): proves the log was not cut or rewritten up to the last receipted point")
     p.add_argument("--control-room-pub", type=Path, help="control_room_ed25519.pub, the key the receipts are signed with (with --receipts)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)

@@ -149,18 +149,18 @@ def init_control_room(directory: Path) -> ControlRoomKeyPaths:
     control room made before receipts existed gets only the missing Ed25519 key."""
     d = Path(directory)
     paths = ControlRoomKeyPaths(d, d / CONTROL_ROOM_KEY, d / CONTROL_ROOM_PUB, d / RECEIPT_KEY, d / RECEIPT_PUB)
-    assert paths.receipt_key is not None and paths.receipt_public is not None
+    receipt_key, receipt_public = d / RECEIPT_KEY, d / RECEIPT_PUB
     has_sealing = paths.sealing_key.exists() and paths.sealing_public.exists()
     if not has_sealing:
         _refuse_existing(paths.sealing_key, paths.sealing_public)
-    _refuse_existing(paths.receipt_key, paths.receipt_public)
+    _refuse_existing(receipt_key, receipt_public)
     if not has_sealing:
         key = X25519PrivateKey.generate()
         write_private_key(paths.sealing_key, key)
         write_public_key(paths.sealing_public, key.public_key())
     signing = Ed25519PrivateKey.generate()
-    write_private_key(paths.receipt_key, signing)
-    write_public_key(paths.receipt_public, signing.public_key())
+    write_private_key(receipt_key, signing)
+    write_public_key(receipt_public, signing.public_key())
     return paths
 
 

@@ -82,7 +82,7 @@ def test_the_spool_releases_an_alert_only_on_its_signed_receipt_and_audits_it(mo
         publisher.stop()
     got = records(audit, "receipt_received")
     assert [r["event_id"] for r in got] == [e.event_id for e in events]
-    for r, e in zip(got, events):
+    for r, e in zip(got, events, strict=True):
         assert r["seq"] == e.seq and r["spool_epoch"] == spool.epoch and r["control_room"] == "control-room"
         assert r["stored_at"] == store.alert(e.event_id).received_at and r["audit_head"] == e.audit_head.as_dict()
     spool.close()
