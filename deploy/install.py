@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -208,8 +209,16 @@ class Installer:
         if self.staging:
             self.actions.append("skipped (staging root): systemctl daemon-reload; systemctl enable edge-agent; udevadm control --reload-rules")
             return
-        self.run("systemctl", "daemon-reload")
+        # Installing into an SD card's root from a workstation (chroot, deploy/README.md 3b) or an
+        # image build: no systemd is running there, so only the offline parts apply; the unit is
+        # enabled and starts at first boot, and udev reads the rule when it starts.
+        running = Path("/run/systemd/system").is_dir()
+        if running:
+            self.run("systemctl", "daemon-reload")
         self.run("systemctl", "enable", "edge-agent.service")
+        if not running or shutil.which("udevadm") is None:
+            self.actions.append("systemd is not running here (chroot or image build): unit enabled for the next boot; udev rule applies when udev starts")
+            return
         self.run("udevadm", "control", "--reload-rules")
         self.run("udevadm", "trigger", "--subsystem-match=usb", "--subsystem-match=apex")
 
