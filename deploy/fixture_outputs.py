@@ -117,7 +117,7 @@ def summary(reference: dict, other: dict) -> str:
     for precision, ref in reference["variants"].items():
         got = other["variants"].get(precision, {"images": {}})
         for image, a in ref["images"].items():
-            for fa, fb in zip(a, got["images"].get(image, [])):
+            for fa, fb in zip(a, got["images"].get(image, []), strict=False):
                 faces += 1
                 cosines.append(float(np.dot(fa["embedding"], fb["embedding"])))
     worst = min(cosines) if cosines else float("nan")
