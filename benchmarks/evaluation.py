@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES  # noqa: E402
 from edge_agent.evaluation.analysis import EvaluationSettings, analyse
 from edge_agent.evaluation.dataset import LabelledDataset, LabelledImage, scan_dataset
 from edge_agent.evaluation.parallel import CorePool, worker_enrol, worker_probe
@@ -73,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devset", type=Path, default=Path(os.environ.get("EDGE_AGENT_DEVSET") or REPO.parent / "shared" / "datasets" / "faces-dev"))
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--detector", default="both")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_CHOICES)
     parser.add_argument("--repeat", type=int, default=3, help="times the dev set is listed, so more images are timed")
     args = parser.parse_args()
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from watchlist_load import build  # noqa: E402  (the 10,000-entry package builder)
 
+from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES  # noqa: E402
 from edge_agent.agent.pipeline import MatchingPipeline  # noqa: E402
 from edge_agent.capture.frame import Frame  # noqa: E402
 from edge_agent.demo.live import provision_site  # noqa: E402
@@ -74,7 +75,7 @@ def startup_seconds(workdir: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--detector", default="both", choices=["full", "short", "both"])
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_CHOICES)
     parser.add_argument("--precision", default="auto", choices=["auto", "int8", "float32"])
     args = parser.parse_args()
 

@@ -104,6 +104,8 @@ def main() -> int:
         probe = templates[n // 3]
         rows.append((f"top-5 search, {n:,} templates", f"{median_ms(lambda gallery=gallery, probe=probe: gallery.search(probe, 5), max(5, r // 5)):.2f}", "", ""))
 
+    steps = new_steps_beside_old(one, five, args.threads, r)
+
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("peak RSS of this process (MB, includes 1M-template gallery)", f"{peak_mb:.0f}", "", ""))
 
@@ -113,7 +115,55 @@ def main() -> int:
     print("|---|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print("\nIssue 13's steps, in the same run (ms; new = five face-mesh points, old = four BlazeFace keypoints;"
+          " old and new timed call by call in turn, new/old is the median of the per-call ratios):\n")
+    print("| step | old | new | new/old |")
+    print("|---|---:|---:|---:|")
+    for row in steps:
+        print("| " + " | ".join(row) + " |")
     return 0
+
+
+def paired_ms(old: Callable[[], object], new: Callable[[], object], repeats: int) -> tuple[float, float, float]:
+    """Medians of old and new, timed alternately call by call, and the median of their per-pair
+    ratio: on a shared machine load drifts over seconds, and alternating keeps it the same for both."""
+    old(), new()
+    times_old, times_new, ratios = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        old()
+        t1 = time.perf_counter()
+        new()
+        t2 = time.perf_counter()
+        times_old.append(t1 - t0)
+        times_new.append(t2 - t1)
+        ratios.append((t2 - t1) / (t1 - t0))
+    return statistics.median(times_old) * 1000, statistics.median(times_new) * 1000, statistics.median(ratios)
+
+
+def new_steps_beside_old(one: np.ndarray, five: np.ndarray, threads: int, r: int) -> list[tuple[str, str, str, str]]:
+    """The five-point aligner against the retired four-point one (alignment alone, and detect +
+    align + quality + embed per face for each detector setting), and the subject rule."""
+    from edge_agent.vision.subject import choose_subject
+
+    rows = []
+    for detector in ("full", "both"):
+        old = RecognitionCore.load(detector=detector, threads=threads, aligner="four_point")
+        new = RecognitionCore.load(detector=detector, threads=threads)
+        if detector == "full":
+            d = new.detect(one)[0]
+            a_old, a_new, ratio = paired_ms(lambda old=old, d=d: old.aligner.align(one, d), lambda new=new, d=d: new.aligner.align(one, d), 3 * r)
+            mesh = median_ms(lambda new=new, d=d: new.aligner.mesh.points(one, d), r)
+            rows.append(("align one face (new: face mesh + 5-point fit + warp)", f"{a_old:.2f}", f"{a_new:.2f}", f"{ratio:.1f}"))
+            rows.append(("of which the face-mesh model (192x192, float)", "", f"{mesh:.2f}", ""))
+            faces = new.faces(five)
+            rule = median_ms(lambda faces=faces: choose_subject(faces), r) * 1000
+            rows.append((f"subject rule over {len(faces)} faces", "", f"{rule:.1f} us", ""))
+        for label, frame in (("1 face", one), ("5 faces", five)):
+            n = max(1, len(new.faces(frame)))
+            t_old, t_new, ratio = paired_ms(lambda old=old, frame=frame: old.faces(frame), lambda new=new, frame=frame: new.faces(frame), 3 * r)
+            rows.append((f"detect + align + quality + embed per face, detector {detector}, {label}", f"{t_old / n:.2f}", f"{t_new / n:.2f}", f"{ratio:.2f}"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from edge_agent.config_reader import (
 )
 from edge_agent.errors import ConfigError
 from edge_agent.identifiers import MAX_RETENTION_DAYS, PIXEL_FORMATS, TOPIC_PREFIX, check_device_id
+from edge_agent.vision.identity import DETECTOR_CHOICES
 from edge_agent.vision.model_choice import PRECISION_CHOICES
 from edge_agent.vision.quality import QualityPolicy
 from edge_agent.vision.tiling import TileGrid
@@ -43,10 +44,16 @@ from edge_agent.vision.tiling import TileGrid
 CONFIG_VERSION = 1
 PROFILE_VERSION = 1
 
-DETECTOR_MODELS = ("full", "short", "both")
+DETECTOR_MODELS = DETECTOR_CHOICES  # one list, vision/identity.py
 DELEGATES = ("none", "edgetpu")
 FILE_MODES = ("every_frame", "live")
-FRAME_POLICIES = ("latest", "every_frame")
+# Keys that were once accepted: a config still setting one is told what replaced it.
+RETIRED_KEYS = {
+    ("pipeline", "frame_policy"): (
+        "was removed: it never changed anything (live sources always hand over only the newest frame, recordings are read frame by frame)",
+        "delete the line; choose how a video file is read with capture.file_mode ('every_frame' or 'live')",
+    ),
+}
 MQTT_PROTOCOLS = ("5",)  # the publisher speaks MQTT 5 (PUBACK reason codes, session expiry)
 TOPIC_PREFIXES = (TOPIC_PREFIX,)  # topics format v1 (docs/formats/topics.md)
 DEFAULT_QUALITY = QualityPolicy()  # the quality gates' defaults live with the gates
@@ -112,7 +119,7 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    min_face_px: int = setting("integer", int(DEFAULT_QUALITY.min_face_px), "minimum face box width in frame pixels", lo=8, hi=4096)
+    min_face_px: int = setting("integer", int(DEFAULT_QUALITY.min_face_px), "minimum face box width in frame pixels (a gate: smaller faces are useless)", lo=8, hi=4096)
     min_blur: float = setting("number", DEFAULT_QUALITY.min_blur, "minimum Laplacian variance of the aligned crop", lo=0.0, hi=1e6)
     max_yaw_ratio: float = setting("number", DEFAULT_QUALITY.max_yaw, "maximum nose offset / eye distance", lo=0.0, hi=1.0, lo_open=True)
 
@@ -122,7 +129,6 @@ class PipelineConfig:
     track_iou: float = setting("number", 0.3, "box overlap that continues a face track", lo=0.0, hi=1.0, lo_open=True)
     track_max_age_s: float = setting("number", 1.0, "a track unseen this long ends", lo=0.0, hi=60.0, lo_open=True)
     alert_cooldown_s: float = setting("number", 60.0, "minimum time between two alerts for one subject", lo=0.0, hi=86400.0)
-    frame_policy: str = setting("choice", "latest", "live sources: newest frame only, or every frame", choices=FRAME_POLICIES)
     max_faces_per_frame: int = setting("integer", 10, "faces processed per frame, largest first", lo=1, hi=100)
     idle_fps: float = setting("number", 5.0, "live sources, no face for idle_after_s: process at most this rate (0: off)", lo=0.0, hi=240.0)
     idle_after_s: float = setting("number", 2.0, "seconds without a face before idling", lo=0.1, hi=600.0)
@@ -348,6 +354,9 @@ def load_config(path: str | Path, check_files: bool = True, profiles_dir: Path |
             redact=True,
         )
 
+    for (section, key), (message, hint) in RETIRED_KEYS.items():
+        if isinstance(root.get(section), dict) and key in root[section]:
+            raise ConfigError(f"{file}: {section}.{key} {message}", hint)
     for section in ("detector", "quality", "pipeline", "watchlist", "deployment"):
         read(section)
 

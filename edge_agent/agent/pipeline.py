@@ -1,9 +1,15 @@
-"""Frame -> detect -> quality -> align -> embed -> match -> alert, for one frame at a time.
+"""Frame -> detect -> align -> quality -> embed -> match -> alert, for one frame at a time.
 
-Privacy by construction: a face's template and crop live only in local variables of
-``process``; a non-match leaves nothing behind (its template is zeroed before it goes out of
-scope) and no code path here can log, spool or publish it. Only a ``MatchDecision`` (score at or
-above the deployment's threshold) can reach the alert gate and then the outbox.
+Each face is matched twice: on its own template (``single_frame``) and, once its track has two or
+more, on the track's fused template (``fused_track``: the quality-weighted mean of its best
+templates); the alert cites the basis of the better score (event v2 ``match_basis``).
+
+Privacy by construction: a face's template and crop live only in local variables of ``process``
+(the template is zeroed once searched); the only copies kept are the few best templates of each
+track *still in view*, for fusion, zeroed when their track ends or matching stops
+(``TrackTemplates``). No code path here can log, spool or publish a template. Only a
+``MatchDecision`` (score at or above the deployment's threshold) can reach the alert gate and then
+the outbox, and only a matching face's crop is ever encoded.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.agent.tracking import AlertGate, FaceTracker
+from edge_agent.agent.tracking import AlertGate, FaceTracker, TrackTemplates
 from edge_agent.capture.frame import Frame
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.builder import MatchDecision
@@ -59,6 +65,7 @@ class PipelineCounters:
     faces_rejected_quality: int = 0
     faces_searched: int = 0
     matches: int = 0
+    matches_fused: int = 0  # of which the track's fused template scored higher than the frame's own
     alerts: int = 0
     alerts_suppressed: int = 0
     matches_discarded_at_deployment_end: int = 0
@@ -87,6 +94,7 @@ class PipelineCounters:
             "faces_rejected_quality": self.faces_rejected_quality,
             "faces_searched": self.faces_searched,
             "matches": self.matches,
+            "matches_fused": self.matches_fused,
             "alerts": self.alerts,
             "alerts_suppressed": self.alerts_suppressed,
             "matches_discarded_at_deployment_end": self.matches_discarded_at_deployment_end,
@@ -98,6 +106,7 @@ class _PendingAlert:
     decision: MatchDecision
     crop_jpeg: bytes
     captured_at: datetime
+    quality: float = 1.0  # the matching frame's face quality: the gate keeps the best frame
 
     @property
     def subject_ref(self) -> str:
@@ -128,6 +137,7 @@ class MatchingPipeline:
         self._raise_alert = raise_alert
         self._clock = clock
         self.tracker = tracker or FaceTracker()
+        self.templates = TrackTemplates()
         self.gate: AlertGate = gate or AlertGate()
         self.max_faces_per_frame = max_faces_per_frame
         self._local_alert = local_alert  # None in silent mode: the wearer is never prompted
@@ -148,32 +158,50 @@ class MatchingPipeline:
             # No authority to match: nothing is detected or embedded, and matches still settling are dropped.
             self.counters.frames_outside_deployment += 1
             self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending() + self._discard_waiting()
+            self.templates.clear()
             return 0
-        faces = self.core.faces(frame.image)[: self.max_faces_per_frame]
+        faces = sorted(self.core.faces(frame.image), key=lambda f: -f.detection.width * f.detection.height)[: self.max_faces_per_frame]
         self.counters.faces += len(faces)
         track_ids, ended = self.tracker.update([f.detection.box for f in faces], t)
+        self.templates.end(ended)
         for face, track_id in zip(faces, track_ids, strict=True):
             if face.embedding is None:
                 self.counters.faces_rejected_quality += 1
                 continue
             self.counters.faces_searched += 1
-            candidates = self.watchlist.search(face.embedding, now, k=CANDIDATES_PER_FACE)
-            face.embedding.fill(0.0)  # the template is not needed past this point, match or not
+            basis, candidates = self._search(face.embedding, track_id, face.quality.quality, now)
             if not candidates or candidates[0].score < self.threshold:
-                continue  # a non-match: nothing about this face is kept
+                continue  # a non-match: nothing about this face is kept beyond its track's fusion copy
             decision = MatchDecision.from_search(
-                candidates, self.threshold, self.watchlist.category_of(candidates[0].subject_ref), face.detection.box
+                candidates, self.threshold, self.watchlist.category_of(candidates[0].subject_ref), face.detection.box, basis=basis
             )
             if decision is None:  # cannot happen after the check above; keeps the type exact
                 continue
             self.counters.matches += 1
-            self.gate.offer(track_id, _PendingAlert(decision, crop_face_jpeg(frame.image, face.detection.box), frame.captured_at), t)
+            self.counters.matches_fused += basis == "fused_track"
+            crop = crop_face_jpeg(frame.image, face.detection.box)
+            self.gate.offer(track_id, _PendingAlert(decision, crop, frame.captured_at, face.quality.quality), t)
         raised = self._emit(self.gate.due(t, ended))
         self.counters.latencies_ms.append((time.perf_counter() - started) * 1000)
         return raised
 
+    def _search(self, template: np.ndarray, track_id: int, quality: float, now: datetime) -> tuple[str, list[Candidate]]:
+        """The frame's own candidates and its track's fused ones; the basis with the better top
+        score. Both templates are zeroed here (the track keeps its own copy for fusion)."""
+        fused = self.templates.add(track_id, template, quality)
+        single = self.watchlist.search(template, now, k=CANDIDATES_PER_FACE)
+        template.fill(0.0)
+        if fused is None:
+            return "single_frame", single
+        together = self.watchlist.search(fused, now, k=CANDIDATES_PER_FACE)
+        fused.fill(0.0)
+        if together and (not single or together[0].score > single[0].score):
+            return "fused_track", together
+        return "single_frame", single
+
     def finish(self) -> int:
         """Raise every match still settling (end of a replay, or shutdown), if matching is still authorised."""
+        self.templates.clear()
         if not self.watchlist.active(self._clock()):
             self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending() + self._discard_waiting()
             return 0

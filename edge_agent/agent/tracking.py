@@ -1,16 +1,84 @@
 """Face tracks across frames, so one person walking past produces one alert, not one per frame.
 
-``FaceTracker`` links detections frame to frame by box overlap. ``AlertGate`` holds each track's
-best-scoring match per subject for a short settling window (or until the track ends), emits it
-once, and then applies a per-subject cooldown. Only *matches* enter the gate; a non-matching face
-is never held here.
+``FaceTracker`` links detections frame to frame by box overlap. ``TrackTemplates`` keeps, for each
+track in view, its few best-quality templates and fuses them (quality-weighted mean, renormalised):
+a person seen over many frames is matched on all of them, not on one lucky or unlucky frame.
+``AlertGate`` holds each track's best match per subject (best frame first: highest quality, then
+score) for a short settling window (or until the track ends), emits it once, and then applies a
+per-subject cooldown. Only *matches* enter the gate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import numpy as np
+
+#: Templates fused per track: the best by quality (measured: models/README.md, "Track fusion").
+FUSED_PER_TRACK = 5
+#: A new template this far from its track's fused one (cosine below it; impostor pairs score 0.10 on
+#: average, genuine 0.69) means the tracker joined two people: the track's templates start again.
+MIN_AGREEMENT = 0.3
+
+
+def fuse(templates: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Weighted mean of unit templates, renormalised (weights: quality; all zero counts as equal)."""
+    w = np.asarray(weights, np.float64)
+    w = w if w.sum() > 0 else np.ones_like(w)
+    mean = (np.stack(templates).astype(np.float64) * w[:, None]).sum(0)
+    return (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+
+
+@dataclass
+class _Held:
+    quality: float
+    template: np.ndarray
+
+
+class TrackTemplates:
+    """The best-quality templates of each track still in view, for fusion. Privacy: a template here
+    lives only while its track is in view, at most ``per_track`` per track; every one is zeroed
+    when it is replaced, when its track ends, or when ``clear`` is called (policing.md 12: a
+    non-match leaves nothing once its person has gone)."""
+
+    def __init__(self, per_track: int = FUSED_PER_TRACK, min_agreement: float = MIN_AGREEMENT) -> None:
+        self.per_track = per_track
+        self.min_agreement = min_agreement
+        self._held: dict[int, list[_Held]] = {}
+
+    def add(self, track_id: int, template: np.ndarray, quality: float) -> np.ndarray | None:
+        """Keep a copy of ``template`` if it is among the track's best; returns the track's fused
+        template when it holds two or more (a new array the caller zeroes), else None."""
+        held = self._held.setdefault(track_id, [])
+        if held and float(fuse([h.template for h in held], [h.quality for h in held]) @ template) < self.min_agreement:
+            self._drop(track_id)  # another person on the same track: never fuse two faces
+            held = self._held.setdefault(track_id, [])
+        held.append(_Held(float(quality), np.array(template, np.float32, copy=True)))
+        held.sort(key=lambda h: -h.quality)
+        while len(held) > self.per_track:
+            held.pop().template.fill(0.0)
+        if len(held) < 2:
+            return None
+        return fuse([h.template for h in held], [h.quality for h in held])
+
+    def end(self, track_ids: list[int] | tuple[int, ...]) -> None:
+        for track_id in track_ids:
+            self._drop(track_id)
+
+    def clear(self) -> None:
+        for track_id in list(self._held):
+            self._drop(track_id)
+
+    def _drop(self, track_id: int) -> None:
+        for h in self._held.pop(track_id, []):
+            h.template.fill(0.0)
+
+    @property
+    def held(self) -> int:
+        """Templates held now (for tests and telemetry: never the templates themselves)."""
+        return sum(len(v) for v in self._held.values())
 
 
 
@@ -27,14 +95,37 @@ class _Track:
     track_id: int
     box: tuple[float, float, float, float]
     last_seen: float
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per second
+
+    def predicted(self, now_s: float) -> tuple[float, float, float, float]:
+        """Where the box should be now if the face kept moving as it did (constant velocity)."""
+        dt = now_s - self.last_seen
+        dx, dy = self.velocity[0] * dt, self.velocity[1] * dt
+        x1, y1, x2, y2 = self.box
+        return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+
+
+def centre_shift(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Distance between box centres in units of their mean width; inf when the sizes differ by more than 1.5x."""
+    wa, wb = a[2] - a[0], b[2] - b[0]
+    if min(wa, wb) <= 0 or max(wa, wb) > 1.5 * min(wa, wb):
+        return float("inf")
+    dx = (a[0] + a[2] - b[0] - b[2]) / 2
+    dy = (a[1] + a[3] - b[1] - b[3]) / 2
+    return float((dx * dx + dy * dy) ** 0.5 / ((wa + wb) / 2))
 
 
 class FaceTracker:
-    """Greedy IoU association; a track not seen for ``max_age_s`` ends."""
+    """Greedy association, best overlap first, against each track's last box and where its
+    movement so far predicts it. A face that moved too far for the boxes to overlap (a fast walker,
+    or a recording searched at a few frames per second) still continues its track when its centre
+    moved no faster than ``max_speed`` face widths per second (a brisk walk across the view at a
+    couple of metres is about 10) at a similar size. A track not seen for ``max_age_s`` ends."""
 
-    def __init__(self, min_iou: float = 0.3, max_age_s: float = 1.0) -> None:
+    def __init__(self, min_iou: float = 0.3, max_age_s: float = 1.0, max_speed: float = 12.0) -> None:
         self.min_iou = min_iou
         self.max_age_s = max_age_s
+        self.max_speed = max_speed
         self._tracks: dict[int, _Track] = {}
         self._next_id = 1
 
@@ -44,15 +135,18 @@ class FaceTracker:
         for track_id in ended:
             del self._tracks[track_id]
         live = list(self._tracks.values())
-        pairs = sorted(
-            ((box_iou(box, t.box), i, t.track_id) for i, box in enumerate(boxes) for t in live),
-            reverse=True,
-        )
+        pairs = []
+        for i, box in enumerate(boxes):
+            for t in live:
+                ahead = t.predicted(now_s)
+                overlap = max(box_iou(box, t.box), box_iou(box, ahead))
+                shift = min(centre_shift(box, t.box), centre_shift(box, ahead))
+                if overlap >= self.min_iou or shift <= max(0.5, self.max_speed * (now_s - t.last_seen)):
+                    pairs.append((overlap, -shift, i, t.track_id))
+        pairs.sort(reverse=True)
         assigned: dict[int, int] = {}
         taken: set[int] = set()
-        for overlap, i, track_id in pairs:
-            if overlap < self.min_iou:
-                break
+        for _, _, i, track_id in pairs:
             if i in assigned or track_id in taken:
                 continue
             assigned[i] = track_id
@@ -60,12 +154,17 @@ class FaceTracker:
         ids = []
         for i, box in enumerate(boxes):
             found = assigned.get(i)
-            if found is not None:
-                track_id = found
-            else:
+            velocity = (0.0, 0.0)
+            if found is None:
                 track_id = self._next_id
                 self._next_id += 1
-            self._tracks[track_id] = _Track(track_id, box, now_s)
+            else:
+                track_id = found
+                before = self._tracks[track_id]
+                dt = now_s - before.last_seen
+                if dt > 0:
+                    velocity = ((box[0] + box[2] - before.box[0] - before.box[2]) / 2 / dt, (box[1] + box[3] - before.box[1] - before.box[3]) / 2 / dt)
+            self._tracks[track_id] = _Track(track_id, box, now_s, velocity)
             ids.append(track_id)
         return ids, ended
 
@@ -76,6 +175,13 @@ class FaceTracker:
 class Scored(Protocol):
     subject_ref: str
     score: float
+    quality: float  # 0..1 (edge_agent/vision/quality.py)
+
+
+def rank(match: Scored) -> tuple[float, float]:
+    """Best frame first: quality in tenths (a clear face is what an adjudicator needs and the score
+    it gives is the one to trust), then score."""
+    return round(match.quality, 1), match.score
 
 
 M = TypeVar("M", bound=Scored)
@@ -85,11 +191,12 @@ M = TypeVar("M", bound=Scored)
 class _Pending(Generic[M]):
     best: M
     first_seen_s: float
+    last_seen_s: float
 
 
 @dataclass
 class AlertGate(Generic[M]):
-    """Chooses which matches become alerts: the best frame of each (track, subject), once."""
+    """Chooses which matches become alerts: the best frame (``rank``) of each (track, subject), once."""
 
     settle_s: float = 1.0  # wait this long after a track's first match for a better frame
     cooldown_s: float = 60.0  # no second alert for the same subject within this time
@@ -99,14 +206,16 @@ class AlertGate(Generic[M]):
     suppressed: int = 0
 
     def offer(self, track_id: int, match: M, now_s: float) -> None:
-        """A match seen on a track; only the best-scoring one per (track, subject) is kept."""
+        """A match seen on a track; only the best-ranked one per (track, subject) is kept."""
         key = (track_id, match.subject_ref)
         if key in self._done:
             return
         pending = self._pending.get(key)
         if pending is None:
-            self._pending[key] = _Pending(match, now_s)
-        elif match.score > pending.best.score:
+            self._pending[key] = _Pending(match, now_s, now_s)
+            return
+        pending.last_seen_s = now_s
+        if rank(match) > rank(pending.best):
             pending.best = match
 
     def due(self, now_s: float, ended_tracks: list[int] | tuple[int, ...] = (), flush: bool = False) -> list[M]:
@@ -118,11 +227,14 @@ class AlertGate(Generic[M]):
             if key[0] not in ended:
                 self._done.add(key)  # the track is still in view: never alert on it again for this subject
             subject = key[1]
+            # A flush (end of a replay, shutdown) is not a moment in the scene: the match counts at
+            # the time it was last seen, so the cooldown still holds for it.
+            at = now_s if math.isfinite(now_s) else pending.last_seen_s
             last = self._last_alert_s.get(subject)
-            if last is not None and now_s - last < self.cooldown_s:
+            if last is not None and at - last < self.cooldown_s:
                 self.suppressed += 1
                 continue
-            self._last_alert_s[subject] = now_s
+            self._last_alert_s[subject] = at
             out.append(pending.best)
         for track_id in ended:
             self._done = {k for k in self._done if k[0] != track_id}

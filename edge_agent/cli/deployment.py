@@ -31,6 +31,7 @@ from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, EdgeAgentError, SecurityError
 from edge_agent.identity.keys import load_approver_key, load_approver_public, load_authority_key, load_authority_public
 from edge_agent.safe_load import json_loads
+from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, help="models folder the devices run (default: the bundled models)")
-    parser.add_argument("--detector", choices=("full", "short", "both"), default="both",
-                        help="the devices' detector.model (default both); a calibration holds only for the same models")
+    parser.add_argument("--detector", choices=DETECTOR_CHOICES, default=DEFAULT_DETECTOR,
+                        help=f"the devices' detector.model (default {DEFAULT_DETECTOR}); a calibration holds only for the same models")
 
 
 def _device_models(args: argparse.Namespace) -> dict[str, str]:

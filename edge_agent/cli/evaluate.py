@@ -20,6 +20,7 @@ from edge_agent.cli.progress import Progress
 from edge_agent.durable import atomic_write
 from edge_agent.errors import EdgeAgentError
 from edge_agent.safe_load import json_loads
+from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES
 
 EXIT_GATE_FAILED = 3
 #: Spawning workers costs a few seconds of model loading each: only worth it for larger sets.
@@ -72,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=("full", "short", "both"), default="both", help="BlazeFace range(s); use the devices' detector.model (default both)")
+    parser.add_argument("--detector", choices=DETECTOR_CHOICES, default=DEFAULT_DETECTOR, help=f"BlazeFace range(s); use the devices' detector.model (default {DEFAULT_DETECTOR})")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads when --workers is 1 (default 2)")
     parser.add_argument("--workers", type=int, default=None,

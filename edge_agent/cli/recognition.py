@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_agent.cli.progress import Progress
 from edge_agent.errors import EdgeAgentError, ImageError
-from edge_agent.vision.core import DETECTOR_CHOICES, Face, RecognitionCore
+from edge_agent.vision.core import DEFAULT_DETECTOR, DETECTOR_CHOICES, Face, RecognitionCore
 from edge_agent.vision.enrolment import enrol_image
 from edge_agent.vision.image_io import is_image_file, read_image
 from edge_agent.vision.tiling import TileGrid
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=DETECTOR_CHOICES, default="both", help="BlazeFace range(s) to run (default both)")
+    parser.add_argument("--detector", choices=DETECTOR_CHOICES, default=DEFAULT_DETECTOR, help=f"BlazeFace range(s) to run (default {DEFAULT_DETECTOR})")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiles", default="1x1", metavar="COLSxROWS",
@@ -71,7 +71,11 @@ def face_record(face: Face) -> dict:
         "box": [round(v, 1) for v in d.box],
         "score": round(d.score, 4),
         "keypoints": np.round(d.keypoints, 1).tolist(),
-        "quality": {"ok": q.ok, "reasons": list(q.reasons), "face_px": round(q.face_px, 1), "blur": round(q.blur, 1), "yaw": round(q.yaw, 3), "pitch": round(q.pitch, 3)},
+        "quality": {
+            "ok": q.ok, "reasons": list(q.reasons), "warnings": list(q.warnings), "quality": round(q.quality, 3),
+            "face_px": round(q.face_px, 1), "blur": round(q.blur, 1), "yaw": round(q.yaw, 3), "pitch": round(q.pitch, 3),
+            "presence": None if q.presence is None else round(q.presence, 3),
+        },
     }
 
 

@@ -22,6 +22,7 @@ from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError
 from edge_agent.identity.keys import DeviceKeys, load_approver_public, load_authority_key, load_authority_public, load_device_keys
 from edge_agent.identity.registry import DeviceRegistry
+from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES
 from edge_agent.watchlist.build import DEFAULT_MAX_IMAGE_AGE_YEARS, build_watchlist, read_subjects_csv
 from edge_agent.watchlist.format import check_magic_and_version, decode_container
 from edge_agent.watchlist.installed import install_verified
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--references-out", type=Path, help="where to write them (default: OUT.references.json); never sent to a device")
     p.add_argument("--max-image-age-years", type=float, default=DEFAULT_MAX_IMAGE_AGE_YEARS, help="warn on older reference images")
     p.add_argument("--models", type=Path, default=None)
-    p.add_argument("--detector", choices=("full", "short", "both"), default="both", help="must match the devices' detector setting")
+    p.add_argument("--detector", choices=DETECTOR_CHOICES, default=DEFAULT_DETECTOR, help="must match the devices' detector setting")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("load", help="(device) verify a package for this device and install it")
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--authority-pub", type=Path, help="the pinned authority public key (default: from --config)")
     p.add_argument("--approver-pub", type=Path, action="append", default=[], help="pinned approver public key (repeatable)")
     p.add_argument("--models", type=Path, default=None)
-    p.add_argument("--detector", choices=("full", "short", "both"), default=None, help="default: from --config, else both")
+    p.add_argument("--detector", choices=DETECTOR_CHOICES, default=None, help=f"default: from --config, else {DEFAULT_DETECTOR}")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("wipe", help="(device) overwrite and delete the stored package; audited")
@@ -192,7 +193,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise ConfigError("no package or authority key given", "pass --package and --authority-pub (or a --config that names them)")
     authority_pub = load_authority_public(authority)
     approvers = [load_approver_public(p) for p in args.approver_pub]
-    identity = _core(args.models or side.models_dir, args.detector or side.detector or "both").identity
+    identity = _core(args.models or side.models_dir, args.detector or side.detector or DEFAULT_DETECTOR).identity
     expected = SignedDeployment.load(side.deployment_record) if side.deployment_record and Path(side.deployment_record).is_file() else None
     try:
         data = Path(package).read_bytes()

@@ -39,10 +39,11 @@ from edge_agent.fleet.local_broker import CONTROL_ROOM_USER, BrokerUnavailable, 
 from edge_agent.identity.keys import init_authority, load_authority_key
 from edge_agent.identity.registry import DeviceRegistry
 from edge_agent.vision.core import RecognitionCore
+from edge_agent.vision.identity import DEFAULT_DETECTOR
 from edge_agent.watchlist.build import build_watchlist, read_subjects_csv
 
 DEVICE_ID = "demo-bwv-01"
-DETECTOR = "both"
+DETECTOR = DEFAULT_DETECTOR
 WATCHLIST = [  # subject_ref, category, reference photo (a different photo appears in the video)
     ("WL-0001", "wanted_by_court", "obama_1.jpg"),
     ("WL-0002", "missing_vulnerable", "biden_1.jpg"),
@@ -138,6 +139,7 @@ def provision_site(
     end: datetime | None = None,
     file_mode: str = "live",
     env: MessagingEnv | None = None,
+    mode: str | None = None,
 ) -> DemoSite:
     """Authority, device, control room, a signed deployment, a watchlist sealed to the device and the
     device's agent.toml, all under ``workdir``. ``env`` (fleet PKI, keys, registry) is made if not given;
@@ -150,7 +152,7 @@ def provision_site(
         deployment_id="DEMO-LFR-0001", authorising_officer="Supt. Demo (demo)", purpose="demonstration of the agent",
         legal_basis="none: demonstration data only", location="sample video", location_rationale="bundled public-domain photos",
         start=start or now - timedelta(minutes=5), end=end or now + timedelta(hours=1), dpia_ref="DEMO-DPIA", equality_impact_ref="DEMO-EIA",
-        mode="LFR" if file_mode == "live" else "RFR", platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
+        mode=mode or ("LFR" if file_mode == "live" else "RFR"), platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
         device_ids=(DEVICE_ID,),
     )
     signed = SignedDeployment.sign(record, authority_key)

@@ -27,7 +27,7 @@ from edge_agent.evaluation.embedding_cache import (
 from edge_agent.vision.model_files import sha256_file
 
 if TYPE_CHECKING:
-    from edge_agent.vision.core import Face, RecognitionCore
+    from edge_agent.vision.core import RecognitionCore
 
 EmbedFn = Callable[[Path], EnrolmentOutcome]
 
@@ -35,11 +35,6 @@ UNREADABLE = "unreadable"
 NO_FACE = "no_face"
 MULTIPLE_FACES = "multiple_faces"
 QUALITY_REJECTED = "quality_rejected"
-#: The labelled subject is the largest face, but only when it is at least this many times the area
-#: of the next one; otherwise we cannot tell which face the label belongs to.
-DOMINANT_AREA_RATIO = 2.0
-#: Bump when the face-selection rule changes, so cached outcomes from the old rule are not reused.
-SELECTION_POLICY = f"largest-face-if-{DOMINANT_AREA_RATIO:g}x-dominant/v1"
 
 
 @dataclass(frozen=True)
@@ -79,24 +74,10 @@ def model_key(model: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
 
 
-def select_subject_face(faces: list[Face]) -> tuple[Face | None, tuple[str, ...]]:
-    """The face the identity label refers to, or the reason none can be chosen."""
-    if not faces:
-        return None, (NO_FACE,)
-
-    def area(face: Face) -> float:
-        x1, y1, x2, y2 = face.detection.box
-        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
-
-    ranked = sorted(faces, key=area, reverse=True)
-    if len(ranked) > 1 and area(ranked[0]) < DOMINANT_AREA_RATIO * area(ranked[1]):
-        return None, (MULTIPLE_FACES,)
-    return ranked[0], ()
-
-
 #: Vision modules whose code decides a template; their hash joins the cache key, so editing the
 #: aligner or the enrolment rule can never serve embeddings made by the old code.
-TEMPLATE_CODE = ("core.py", "detector.py", "anchors.py", "alignment.py", "quality.py", "embedder.py", "enrolment.py", "image_io.py")
+TEMPLATE_CODE = ("core.py", "detector.py", "anchors.py", "alignment.py", "landmarks.py", "pixels.py", "quality.py", "subject.py",
+                 "embedder.py", "enrolment.py", "image_io.py", "image_header.py")
 
 
 def vision_code_sha256() -> str:
@@ -112,6 +93,8 @@ def vision_code_sha256() -> str:
 
 def core_model_description(core: RecognitionCore) -> dict[str, Any]:
     """Everything that decides a template: model hashes, quality policy, face rule, code."""
+    from edge_agent.vision.subject import SELECTION_POLICY
+
     quality = getattr(core, "quality", None)
     return {
         **core.identity.as_dict(),
@@ -122,20 +105,22 @@ def core_model_description(core: RecognitionCore) -> dict[str, Any]:
 
 
 def core_probe_fn(core: RecognitionCore) -> EmbedFn:
-    """Embed one image the way the device embeds a live face: detect, align, quality-gate, embed."""
+    """Embed one image the way the device embeds a live face (detect, align, quality-gate, embed),
+    taking the face the label refers to by the one subject rule (vision/subject.py)."""
     from edge_agent.vision.image_io import read_image
+    from edge_agent.vision.subject import LOW_QUALITY, choose_subject
 
     def embed(path: Path) -> EnrolmentOutcome:
         try:
             image = read_image(path)
         except ImageError:
             return EnrolmentOutcome(None, (UNREADABLE,))
-        face, reasons = select_subject_face(core.faces(image))
-        if face is None:
-            return EnrolmentOutcome(None, reasons)
-        if face.embedding is None:
-            return EnrolmentOutcome(None, tuple(face.quality.reasons) or (QUALITY_REJECTED,))
-        return EnrolmentOutcome(np.asarray(face.embedding, dtype=np.float32), ())
+        choice = choose_subject(core.faces(image))
+        if choice.face is None:
+            if choice.reason == LOW_QUALITY:
+                return EnrolmentOutcome(None, tuple(r for r in choice.detail.split(", ") if r) or (QUALITY_REJECTED,))
+            return EnrolmentOutcome(None, (str(choice.reason),))
+        return EnrolmentOutcome(np.asarray(choice.face.embedding, dtype=np.float32), ())
 
     return embed
 

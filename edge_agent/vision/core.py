@@ -13,45 +13,28 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.vision.alignment import ALIGNER_ID, align_face
+from edge_agent.vision.alignment import Aligner, FourPointAligner, MeshAligner
 from edge_agent.vision.cpu_profile import read_cpu_profile
-from edge_agent.vision.detector import BlazeFaceDetector, Detection, merge_detections
+from edge_agent.vision.detector import BlazeFaceDetector, Detection, drop_nested, merge_detections
 from edge_agent.vision.embedder import Embedder
+from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES, ModelIdentity, mesh_aligner_id
+from edge_agent.vision.landmarks import FaceMesh
 from edge_agent.vision.model_choice import DETECTOR_FAMILIES, FAMILIES, PRECISIONS, choose_variant, precision_label
 from edge_agent.vision.model_files import ModelFile, ModelManifest, default_models_dir
+from edge_agent.vision.pixels import RgbImage
 from edge_agent.vision.quality import QualityPolicy, QualityVerdict, assess
 from edge_agent.vision.runtime import LiteRTModel
 from edge_agent.vision.tiling import TileGrid, cut_by_inner_edge, to_frame
 
-__all__ = ["Detection", "Face", "ModelFiles", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES", "PRECISIONS"]
+__all__ = [
+    "Detection", "Face", "ModelFiles", "ModelIdentity", "QualityVerdict", "RecognitionCore", "DETECTOR_CHOICES", "DEFAULT_DETECTOR", "PRECISIONS",
+]
 
-DETECTOR_CHOICES = ("full", "short", "both")
+LANDMARK_MODEL = "face_landmark"  # the face mesh (float only; its sha256 is part of the aligner's identity)
+ALIGNER_CHOICES = ("mesh", "four_point")
+DEFAULT_ALIGNER = "mesh"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """The model families a template came from (each named by its reference member's sha256,
-    edge_agent.vision.model_choice); a watchlist and a calibration are bound to exactly these.
-    ``precision`` is the variant this device runs: reported, never part of the binding."""
-
-    detector_sha256: str
-    aligner: str
-    embedder_sha256: str
-    precision: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        """The binding (watchlist header ``model``, calibration, event v1 ``model``)."""
-        return {"detector_sha256": self.detector_sha256, "aligner": self.aligner, "embedder_sha256": self.embedder_sha256}
-
-    def as_event_dict(self) -> dict[str, str]:
-        """Event v2 ``model``: the binding plus the precision that produced the alert."""
-        return {**self.as_dict(), "precision": self.precision}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, str]) -> "ModelIdentity":
-        return cls(str(data["detector_sha256"]), str(data["aligner"]), str(data["embedder_sha256"]))
 
 
 @dataclass(frozen=True)
@@ -65,17 +48,28 @@ class ModelFiles:
     embedder: ModelFile
     family_sha256: tuple[tuple[str, ...], str]  # (detector families..., embedder family): reference members' hashes
     precisions: tuple[tuple[str, ...], str]  # (each detector's precision, the embedder's)
+    landmarks: ModelFile | None = None  # the face mesh (None: the retired four-point aligner)
+
+    @property
+    def aligner_id(self) -> str:
+        return mesh_aligner_id(self.landmarks.sha256) if self.landmarks is not None else FourPointAligner.id
 
     @property
     def identity(self) -> ModelIdentity:
         detector_precision = "+".join(dict.fromkeys(self.precisions[0]))
-        return ModelIdentity("+".join(self.family_sha256[0]), ALIGNER_ID, self.family_sha256[1], precision_label(detector_precision, self.precisions[1]))
+        return ModelIdentity(
+            "+".join(self.family_sha256[0]), self.aligner_id, self.family_sha256[1], precision_label(detector_precision, self.precisions[1])
+        )
 
     @classmethod
-    def resolve(cls, models_dir: Path | None = None, detector: str = "full", precision: str = "auto") -> "ModelFiles":
+    def resolve(
+        cls, models_dir: Path | None = None, detector: str = DEFAULT_DETECTOR, precision: str = "auto", aligner: str = DEFAULT_ALIGNER
+    ) -> "ModelFiles":
         """``precision``: int8, float32, or auto (this CPU's profile decides per model family)."""
         if detector not in DETECTOR_CHOICES:
             raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
+        if aligner not in ALIGNER_CHOICES:
+            raise EdgeAgentError(f"unknown aligner {aligner!r}", f"choose one of {', '.join(ALIGNER_CHOICES)}")
         manifest = ModelManifest(models_dir or default_models_dir())
         profile = read_cpu_profile() if precision == "auto" else None
         ranges = ["full", "short"] if detector == "both" else [detector]
@@ -83,8 +77,9 @@ class ModelFiles:
         chosen = [choose_variant(family, precision, profile) for family in families]
         files = [manifest.resolve(name) for _, name in chosen]
         refs = [manifest.recorded_sha256(family.reference) for family in families]
+        landmarks = manifest.resolve(LANDMARK_MODEL) if aligner == "mesh" else None
         return cls(
-            tuple(zip(ranges, files[:-1], strict=True)), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0])
+            tuple(zip(ranges, files[:-1], strict=True)), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0]), landmarks
         )
 
 
@@ -92,60 +87,78 @@ class ModelFiles:
 class Face:
     detection: Detection
     quality: QualityVerdict
-    embedding: np.ndarray | None  # (128,) float32 unit vector; None when quality rejected it
-    aligned: np.ndarray | None = None  # 112x112 RGB crop, only when asked for (never kept by the agent)
+    embedding: np.ndarray | None  # (128,) float32 unit vector; None when the quality gate refused the face
+    aligned: RgbImage | None = None  # 112x112 crop, only when asked for (never kept by the agent)
 
 
 class RecognitionCore:
     def __init__(
-        self, detectors: list[BlazeFaceDetector], embedder: Embedder, identity: ModelIdentity, quality: QualityPolicy, tiles: TileGrid | None = None
+        self,
+        detectors: list[BlazeFaceDetector],
+        embedder: Embedder,
+        identity: ModelIdentity,
+        quality: QualityPolicy,
+        tiles: TileGrid | None = None,
+        aligner: Aligner | None = None,
     ) -> None:
         self.detectors = detectors
         self.embedder = embedder
         self.identity = identity
         self.quality = quality
         self.tiles = tiles or TileGrid()
+        self.aligner: Aligner = aligner or FourPointAligner()
+        if self.aligner.id != identity.aligner:
+            raise ValueError(f"aligner {self.aligner.id} does not match the identity's {identity.aligner}")
 
     @classmethod
     def load(
         cls,
         models_dir: Path | None = None,
-        detector: str = "full",
+        detector: str = DEFAULT_DETECTOR,
         threads: int = 2,
         delegate: str = "none",
         quality: QualityPolicy | None = None,
         detection_threshold: float = 0.5,
         tiles: TileGrid | None = None,
         precision: str = "auto",
+        aligner: str = DEFAULT_ALIGNER,
     ) -> "RecognitionCore":
-        files = ModelFiles.resolve(models_dir, detector, precision)
+        files = ModelFiles.resolve(models_dir, detector, precision, aligner)
         # The Edge TPU only runs the embedder's int8 graph; detectors with float heads stay on CPU.
         detectors = [BlazeFaceDetector(LiteRTModel(f.path, threads), variant, detection_threshold) for variant, f in files.detectors]
         embedder = Embedder(LiteRTModel(files.embedder.path, threads, delegate))
+        chosen: Aligner = (
+            MeshAligner(FaceMesh(LiteRTModel(files.landmarks.path, threads)), files.landmarks.sha256)
+            if files.landmarks is not None
+            else FourPointAligner()
+        )
         # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
         if log.isEnabledFor(logging.INFO):  # reads /proc/cpuinfo: only when the line will be written
             names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
             log.info("models %s (precision %s) on %s", names, files.identity.precision, read_cpu_profile().summary())
-        return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles)
+        return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles, chosen)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Every detector over the whole frame and, when tiling is on, over each tile; the same
-        face seen more than once is merged (weighted by score)."""
+        head seen more than once (both ranges, overlapping tiles, a box nested in another) is
+        one detection. Best score first."""
         found = [d for detector in self.detectors for d in detector.detect(image_bgr)]
         height, width = image_bgr.shape[:2]
         for region in self.tiles.regions(width, height):
             tile = image_bgr[region.y : region.y + region.height, region.x : region.x + region.width]
             for detector in self.detectors:
                 found.extend(to_frame(d, region) for d in detector.detect(tile) if not cut_by_inner_edge(d.box, region, width, height))
-        return merge_detections(found) if len(self.detectors) > 1 or self.tiles.enabled else found
+        return merge_detections(found) if len(self.detectors) > 1 or self.tiles.enabled else drop_nested(found)
 
     def faces(self, image_bgr: np.ndarray, embed_rejected: bool = False, keep_aligned: bool = False, with_mirror: bool = False) -> list[Face]:
-        """All faces in a frame, each with its quality verdict; only faces that pass (or all, when
-        ``embed_rejected``) are embedded."""
+        """All faces in a frame, each with its quality verdict; only usable faces (or all, when
+        ``embed_rejected``) are embedded. Aligned crops are wiped unless ``keep_aligned``."""
         results = []
         for detection in self.detect(image_bgr):
-            aligned = align_face(image_bgr, detection.keypoints)
-            verdict = assess(detection, aligned, self.quality)
-            embedding = self.embedder.embed(aligned, with_mirror) if (verdict.ok or embed_rejected) else None
-            results.append(Face(detection, verdict, embedding, aligned if keep_aligned else None))
+            alignment = self.aligner.align(image_bgr, detection)
+            verdict = assess(detection, alignment.crop, alignment.points, alignment.presence, self.quality)
+            embedding = self.embedder.embed(alignment.crop, with_mirror) if (verdict.ok or embed_rejected) else None
+            if not keep_aligned:
+                alignment.crop.wipe()
+            results.append(Face(detection, verdict, embedding, alignment.crop if keep_aligned else None))
         return results

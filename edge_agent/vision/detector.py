@@ -16,6 +16,9 @@ from edge_agent.vision.runtime import LiteRTModel, TensorSpec, quantize
 
 NUM_KEYPOINTS = 6
 MERGE_IOU = 0.3
+#: A box this much inside another (intersection over its own area) is the same head seen at another
+#: scale (a face inside a head box, a tile's view inside the whole frame's): one of them is kept.
+NESTED_FRACTION = 0.7
 
 
 @dataclass(frozen=True)
@@ -152,13 +155,34 @@ def weighted_merge(
 
 
 def merge_detections(detections: list[Detection], threshold: float = MERGE_IOU) -> list[Detection]:
-    """Merges the outputs of several detectors (both ranges) the same weighted way, in frame pixels."""
+    """One detection per head: overlapping boxes (both ranges, several tiles) are averaged by score
+    the way each detector merges its own anchors, then a box nested inside another is dropped for
+    the better-scoring of the two. Best score first."""
     if len(detections) < 2:
-        return detections
+        return list(detections)
     boxes = np.array([d.box for d in detections], np.float32)
     kps = np.stack([d.keypoints for d in detections]).astype(np.float32)
     scores = np.array([d.score for d in detections], np.float32)
-    return [Detection(_box(b), s, k) for b, k, s in weighted_merge(boxes, kps, scores, threshold)]
+    merged = [Detection(_box(b), s, k) for b, k, s in weighted_merge(boxes, kps, scores, threshold)]
+    return drop_nested(merged)
+
+
+def nested_fraction(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """How much of the smaller of two boxes lies inside the other (1.0: fully contained)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
+
+
+def drop_nested(detections: list[Detection], fraction: float = NESTED_FRACTION) -> list[Detection]:
+    """Keeps, of every pair where one box is nested in the other, the better-scoring detection
+    (its box and keypoints unaveraged: a nested box's keypoints describe a different crop)."""
+    kept: list[Detection] = []
+    for detection in sorted(detections, key=lambda d: -d.score):
+        if all(nested_fraction(detection.box, other.box) < fraction for other in kept):
+            kept.append(detection)
+    return kept
 
 
 def _box(values: np.ndarray) -> tuple[float, float, float, float]:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from edge_agent.vision.alignment import CROP_SIZE
+from edge_agent.vision.pixels import RgbImage, require_rgb
 from edge_agent.vision.runtime import LiteRTModel, quantize
 
 
@@ -28,12 +29,16 @@ class Embedder:
         self._lut = quantize(np.arange(256, dtype=np.float32), model.inputs[0])
         self.dimension = int(np.prod(model.outputs[0].shape[1:]))
 
-    def embed(self, aligned_rgb: np.ndarray, with_mirror: bool = False) -> np.ndarray:
-        """One template; ``with_mirror`` averages the face and its mirror image (used at enrolment,
-        where the extra invoke is cheap and makes reference templates steadier)."""
-        vector = self._raw(aligned_rgb)
+    def embed(self, face: RgbImage, with_mirror: bool = False) -> np.ndarray:
+        """One template from an aligned 112x112 face; ``with_mirror`` averages the face and its
+        mirror image (used at enrolment, where the extra invoke is cheap and makes reference
+        templates steadier). A bare array is refused: its colour order is not known."""
+        face = require_rgb(face, "the embedder")
+        if face.shape[:2] != (CROP_SIZE, CROP_SIZE):
+            raise ValueError(f"the embedder needs a {CROP_SIZE}x{CROP_SIZE} aligned face, got {face.shape}")
+        vector = self._raw(face.pixels)
         if with_mirror:
-            vector = l2_normalise(vector) + l2_normalise(self._raw(aligned_rgb[:, ::-1]))
+            vector = l2_normalise(vector) + l2_normalise(self._raw(face.pixels[:, ::-1]))
         return l2_normalise(vector)
 
     def _raw(self, aligned_rgb: np.ndarray) -> np.ndarray:

@@ -9,8 +9,8 @@ never loads this module.
 Colour conventions (verified: FaceRecognizerSF.feature on a BGR crop equals the raw
 network on the same crop in RGB order, cosine 1.0):
 - SFace's network expects RGB 0-255 NCHW; its first two nodes compute (x - 127.5) / 128.
-- ``ReferenceSFace.embed`` takes an aligned 112x112 **RGB** uint8 crop, like the TFLite
-  embedder ``models/sface_int8.tflite`` (int8 input = RGB pixel - 128).
+- ``ReferenceSFace.embed`` takes an aligned 112x112 ``RgbImage``, like the TFLite embedder
+  ``models/sface_int8.tflite`` (int8 input = RGB pixel - 128).
 - ``PeerPipeline`` works in OpenCV's **BGR** throughout (FaceRecognizerSF swaps to RGB itself).
 """
 
@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from edge_agent.errors import ModelError
+from edge_agent.vision.pixels import RgbImage, require_rgb
 
 SFACE_ONNX = "face_recognition_sface_2021dec_int8bq.onnx"
 YUNET_ONNX = "face_detection_yunet_2023mar_int8bq.onnx"
@@ -158,9 +159,9 @@ class ReferenceSFace:
     def __init__(self, onnx_bytes: bytes) -> None:
         self._net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
 
-    def embed(self, aligned_rgb_112: np.ndarray) -> np.ndarray:
-        """(128,) float32 L2-normalised embedding of an aligned 112x112 RGB uint8 face."""
-        crop = _check_crop(aligned_rgb_112, "aligned_rgb_112")
+    def embed(self, face: RgbImage) -> np.ndarray:
+        """(128,) float32 L2-normalised embedding of an aligned 112x112 face (RGB, like the TFLite embedder's)."""
+        crop = _check_crop(require_rgb(face, "the fp32 SFace reference").pixels, "face")
         blob = cv2.dnn.blobFromImage(crop, 1.0, (CROP_SIZE, CROP_SIZE), (0, 0, 0), swapRB=False, crop=False)
         self._net.setInput(blob)
         return _l2_normalise(self._net.forward())

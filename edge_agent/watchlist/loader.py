@@ -28,6 +28,7 @@ from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.timestamps import TimestampError, parse_timestamp, truncate_to_ms
+from edge_agent.vision.identity import explain_aligner_change
 from edge_agent.watchlist.entry import DeviceEntry, WatchlistEntry
 from edge_agent.watchlist.errors import (
     DeploymentMismatch,
@@ -136,6 +137,12 @@ def load_watchlist(
     device_model = _model_dict(model_identity)
     if package_model != device_model:
         differing = sorted(k for k in set(package_model) | set(device_model) if package_model.get(k) != device_model.get(k))
+        retired = explain_aligner_change(package_model.get("aligner", ""), device_model.get("aligner", ""))
+        if retired is not None:
+            raise ModelMismatch(
+                f"watchlist cannot be matched here: {retired}, and templates from different aligners do not compare",
+                "rebuild the watchlist from its reference images with this release (edge-agent watchlist build); the old package cannot be converted",
+            )
         raise ModelMismatch(
             f"watchlist templates were made with different models ({', '.join(differing)} differ from this device's)",
             "rebuild the watchlist with the models this device runs, or install the matching models",

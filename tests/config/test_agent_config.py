@@ -90,7 +90,6 @@ def test_minimal_config_resolves_paths_profile_and_defaults(device_dir):
     assert (cfg.mqtt.port, cfg.mqtt.tls, cfg.mqtt.protocol, cfg.mqtt.topic_prefix) == (8883, True, "5", "lfr/v1")
     assert cfg.spool.path == device_dir / "state" / "spool"
     assert cfg.spool.max_age_days == 31
-    assert cfg.pipeline.frame_policy == "latest"
     assert cfg.logging.level == "INFO"
     with pytest.raises(FrozenInstanceError):
         cfg.device.id = "other"  # type: ignore[misc]
@@ -141,6 +140,16 @@ def test_unknown_keys_and_sections_are_rejected(device_dir):
         load_config(write(device_dir, BASE + "\n[mqtt_extra]\nx = 1\n"))
     with pytest.raises(ConfigError, match=r"colour: unknown key"):
         load_config(write(device_dir, 'colour = "blue"\n' + BASE))
+
+
+def test_the_retired_frame_policy_key_says_what_decides_instead(device_dir):
+    """Issue 10.19: ``pipeline.frame_policy`` was parsed and never used. Live sources always hand
+    over only the newest frame and recordings are read frame by frame (capture.file_mode), so the
+    key is gone; a config that still sets it is told so rather than silently ignored."""
+    assert "pipeline.frame_policy" not in documented_keys()
+    with pytest.raises(ConfigError, match=r"pipeline\.frame_policy.*removed") as caught:
+        load_config(write(device_dir, BASE + '\n[pipeline]\nframe_policy = "every_frame"\n'))
+    assert "capture.file_mode" in caught.value.hint
 
 
 def test_missing_required_section_and_key(device_dir):

@@ -99,23 +99,3 @@ def test_identification_scores_rank_one_rule():
     assert res.nonmated_top.tolist() == [float(np.float32(stranger @ t0))] or abs(res.nonmated_top[0] - float(stranger @ t0)) < 1e-6
 
 
-def _face(x1, y1, x2, y2, embedding=True, reasons=()):
-    from edge_agent.vision.core import Face
-    from edge_agent.vision.detector import Detection
-    from edge_agent.vision.quality import QualityVerdict
-
-    verdict = QualityVerdict(not reasons, tuple(reasons), x2 - x1, 0.9, 100.0, 0.0, 0.0)
-    return Face(Detection((x1, y1, x2, y2), 0.9, np.zeros((6, 2))), verdict, np.ones(128, np.float32) if embedding else None)
-
-
-def test_subject_face_is_the_clearly_largest_one():
-    from edge_agent.evaluation.runner import (
-        MULTIPLE_FACES,
-        NO_FACE,
-        select_subject_face,
-    )
-
-    big, small, similar = _face(0, 0, 100, 100), _face(0, 0, 60, 60), _face(0, 0, 80, 80)
-    assert select_subject_face([]) == (None, (NO_FACE,))
-    assert select_subject_face([small, big]) == (big, ())  # 10000 vs 3600: dominant
-    assert select_subject_face([big, similar]) == (None, (MULTIPLE_FACES,))  # 10000 vs 6400: ambiguous

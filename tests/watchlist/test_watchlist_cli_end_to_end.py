@@ -58,7 +58,9 @@ def test_full_flow(site, capsys, core):
         "--for-device", "cam-01", "--registry", str(t / "registry.json"), "--authority-key", str(t / "auth"), "--out", str(t / "wl.eawl"),
     ]) == 0
     captured = capsys.readouterr()
-    assert "2 subjects" in captured.out and "2 templates" in captured.out
+    # obama_3's White House backdrop is detected as a second "face" the face mesh finds no face in:
+    # it no longer makes the portrait ambiguous (issue 13), so CASE-0001 has both its images.
+    assert "2 subjects" in captured.out and "3 templates" in captured.out
     # issue 10.6: the listings' details go to the signed central build record, not into the package
     record_file = t / "wl.eawl.record.json"
     assert stat.S_IMODE(record_file.stat().st_mode) == 0o600 and "central build record" in captured.out
@@ -66,7 +68,7 @@ def test_full_flow(site, capsys, core):
     assert [(s.subject_ref, s.legal_basis) for s in record.subjects] == [("CASE-0001", "Warrant WX-1"), ("CASE-0002", "PACE s64A")]
     assert {w["code"] for w in record.warnings} >= {"subject_excluded"}
     assert "[old_image] CASE-0002" in captured.err  # 2010 photo
-    assert "[multiple_faces] CASE-0001: obama_3.jpg" in captured.err  # two people in it: skipped, not guessed
+    assert "CASE-0001: obama_3.jpg" not in captured.err
     assert "[no_face] CASE-0003" in captured.err and "[subject_excluded] CASE-0003" in captured.err
 
     # device side: the agent's detector setting must equal the build's (both), or the model check refuses

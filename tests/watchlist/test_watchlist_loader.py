@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from watchlist_helpers import DURING, END, MODEL, START, citation, make_entries, make_record
+from watchlist_helpers import DURING, END, MODEL, START, citation, make_entries, make_record, unit_templates
 
 from edge_agent.deployment.errors import CalibrationMismatch, DeploymentRefused, DeviceNotInDeployment, ThresholdApprovalMissing
 from edge_agent.deployment.record import SignedDeployment
@@ -235,3 +235,19 @@ def test_separately_pushed_deployment_must_carry_a_valid_signature(world):
         assert bad.record_bytes == world.deployment.record_bytes
         with pytest.raises(DeploymentRefused, match="separately pushed deployment record is refused: .*signature is not valid"):
             load_watchlist(data, dev, pub, MODEL, DURING, expected_deployment=bad)
+
+
+def test_a_package_from_the_retired_four_point_aligner_is_refused_with_what_to_do(world):
+    """Issue 13: templates from the four-point aligner do not compare with five-point ones; a
+    device on this release refuses such a package and says to rebuild it (not just 'models differ')."""
+    from edge_agent.vision.identity import FOUR_POINT_ALIGNER, mesh_aligner_id
+    from edge_agent.watchlist.package import pack_watchlist
+
+    old = dict(MODEL, aligner=FOUR_POINT_ALIGNER)
+    entries = make_entries(3)
+    data = pack_watchlist(world.deployment, entries, unit_templates(3), old, {"cam-01": world.devices["cam-01"].sealing_public},
+                          world.authority, START - timedelta(hours=2))
+    device = dict(MODEL, aligner=mesh_aligner_id("a" * 64))
+    with pytest.raises(ModelMismatch, match="retired four-point aligner") as caught:
+        load_watchlist(data, world.devices["cam-01"], world.authority.public_key(), device, DURING)
+    assert "rebuild the watchlist" in caught.value.hint
