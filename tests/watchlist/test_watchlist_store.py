@@ -29,7 +29,10 @@ def _kinds(path: Path) -> list[str]:
 
 
 def _files_touched_since(root: Path, since: float):
-    for dirpath, _dirs, files in os.walk(root, onerror=lambda e: None):
+    for dirpath, dirs, files in os.walk(root, onerror=lambda e: None):
+        # Not into other filesystems: a chroot being built under /tmp has /proc mounted, and
+        # reading its kmsg blocks forever.
+        dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(dirpath, d))]
         for name in files:
             path = Path(dirpath) / name
             try:
