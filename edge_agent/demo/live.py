@@ -31,6 +31,7 @@ from edge_agent.control_room.receipting import ReceiptIssuer
 from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.demo.scenes import FIXTURE_FACES, write_walk_past_video
+from edge_agent.demo.trace_check import TraceReport, check_no_trace, non_matching_templates, template_needles
 from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.events.spool import Spool
@@ -59,6 +60,7 @@ class DemoResult:
     rejected: list[Verdict]
     broker: str
     alerts_db: Path
+    trace: TraceReport | None = None  # what the no-trace check searched and found (issue 10.19)
 
 
 def _subjects_csv(path: Path, watchlist: list[tuple[str, str, str]]) -> Path:
@@ -221,8 +223,10 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     deployments.import_signed(SignedDeployment.load(site.deployment_path), datetime.now(timezone.utc), "demo", room_audit)
     intake = AlertIntake(registry, load_private_key(env.control_room_key, X25519PrivateKey), store, deployments, room_audit)
     listener = None
+    tap: BrokerTap | None = None
     try:
         if broker is not None:
+            tap = BrokerTap(broker).start()
             say(f"[3/5] broker: Mosquitto on 127.0.0.1:{broker.port}, TLS 1.2+, client certificates, per-device ACL")
             issuer = ReceiptIssuer.from_key_file(env.receipt_key, "control-room", store)
             listener = AlertListener(broker.broker_config(CONTROL_ROOM_USER), intake, client_id="demo-control-room", on_verdict=on_verdict,
@@ -250,15 +254,18 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     finally:
         if listener is not None:
             listener.stop(end_session=True)
+        if tap is not None:
+            tap.stop()
     if broker is not None:
         for line in receipt_lines(Path(config.device.state_dir) / "audit.log"):
             say(line)
+    trace = _check_trace(workdir, video, record.alert_threshold, config.spool.path, tap.messages if tap else [])
     accepted = [v for v in verdicts if v.accepted]
     rejected = [v for v in verdicts if not v.accepted]
     say(
         f"\nagent: {summary.frames} frames, {summary.faces} faces, {summary.alerts} alerts raised "
         f"({summary.dropped_frames} stale frames dropped); control room verified {len(accepted)}, rejected {len(rejected)}.\n"
-        f"Non-matching faces left no trace: only signed alerts with sealed crops reached the spool{' and the broker' if broker else ''}."
+        f"{trace.line()}"
     )
     if kept:
         say(
@@ -270,7 +277,50 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
         say("Run with --workdir DIR to keep the keys, audit log and alert store, and adjudicate the alerts yourself.")
     store.close()
     room_audit.close()
-    return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", Path(store.path))
+    return DemoResult(summary.frames, summary.alerts, accepted, rejected, "mosquitto" if broker else "in-process", Path(store.path), trace)
+
+
+def _check_trace(workdir: Path, video: Path, threshold: float, spool_path: Path, messages: list[tuple[str, bytes]]) -> TraceReport:
+    """Recompute the non-matching faces' templates from the video and search everything for them."""
+    from edge_agent.vision.image_io import read_image
+
+    core = RecognitionCore.load(detector=DETECTOR)
+    references = [face.embedding for _, _, photo in WATCHLIST for face in core.faces(read_image(FIXTURE_FACES / photo))[:1] if face.embedding is not None]
+    templates = non_matching_templates(core, video, references, threshold)
+    rows: list[bytes] = []
+    if spool_path.exists():
+        with Spool(spool_path) as spool:
+            rows = [item.payload for item in spool.pending(limit=100_000)] + [item.payload for item in spool.unaudited()]
+    return check_no_trace(workdir, [video], template_needles(templates), rows, messages, len(templates))
+
+
+class BrokerTap:
+    """Records every message the broker carries on the device topics (alert, status, telemetry),
+    as the control room's identity sees them, for the no-trace check."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from edge_agent.events.mqtt_connection import tls_context
+        from edge_agent.events.topics import ALERT_FILTER, STATUS_FILTER, TELEMETRY_FILTER
+
+        self.messages: list[tuple[str, bytes]] = []
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="demo-broker-tap", protocol=mqtt.MQTTv5)
+        self._client.tls_set_context(tls_context(broker.broker_config(CONTROL_ROOM_USER)))
+        filters = [(ALERT_FILTER, 1), (STATUS_FILTER, 1), (TELEMETRY_FILTER, 0)]
+        self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(filters) if not rc.is_failure else None
+        self._client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload)))
+        self._broker = broker
+
+    def start(self) -> "BrokerTap":
+        self._client.connect(self._broker.host, self._broker.port, keepalive=10)
+        self._client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 def receipt_lines(device_audit: Path) -> list[str]:
