@@ -15,18 +15,19 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import uvicorn
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge_agent.audit.log import AuditLog
 from edge_agent.control_room.accounts import AccountBook
 from edge_agent.control_room.fleet import FleetBook, FleetMonitor
 from edge_agent.control_room.listener import AlertListener
+from edge_agent.control_room.receipting import ReceiptIssuer
 from edge_agent.control_room.local_room import local_intake, sample_deployment
 from edge_agent.control_room.references import ReferenceBook, seal_references
 from edge_agent.control_room.store import AlertStore
 from edge_agent.control_room.web.app import ConsoleConfig, create_app
-from edge_agent.crypto.keyfiles import load_private_key
+from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.events.builder import DeviceContext, EventBuilder, MatchDecision
 from edge_agent.events.mqtt_client import AlertPublisher, Telemetry
 from edge_agent.events.mqtt_connection import Backoff
@@ -83,6 +84,7 @@ class LiveRoom:
     audit_path: Path
     device_spool: Spool
     outbox: AlertOutbox
+    device_audit_path: Path  # the test device's own audit log: receipts and decisions come back there
     adjudicated: list = field(default_factory=list)  # what the on_adjudicated hook was handed
     _stop: list = field(default_factory=list)
 
@@ -117,8 +119,9 @@ def start_live_room(workdir: Path, mosquitto, messaging_env, store_location: str
         accounts.create(name, role, PASSWORD, "test", datetime.now(timezone.utc))
 
     group = f"console-{uuid.uuid4().hex[:8]}"
+    issuer = ReceiptIssuer.from_key_file(messaging_env.receipt_key, "control-room", store)
     listener = AlertListener(mosquitto.broker_config(CONTROL_ROOM_USER), intake, client_id=group, session_expiry_s=300,
-                             backoff=Backoff(0.05, 0.5), share_group=group).start()
+                             backoff=Backoff(0.05, 0.5), share_group=group, receipts=issuer).start()
     stops.append(lambda: listener.stop(end_session=True))
     if not listener.subscribed.wait(10):
         raise RuntimeError(f"listener did not subscribe: {listener.last_error}")
@@ -128,7 +131,13 @@ def start_live_room(workdir: Path, mosquitto, messaging_env, store_location: str
         raise RuntimeError("fleet monitor did not subscribe")
 
     adjudicated: list = []
-    app = create_app(ConsoleConfig(store, audit, cr_key, intake.deployments, on_adjudicated=lambda alert, decision: adjudicated.append((alert, decision))))
+
+    def on_adjudicated(alert, decision) -> None:
+        """As ``control-room serve --listen`` wires it: the decision goes back to the device, signed."""
+        adjudicated.append((alert, decision))
+        listener.notify_adjudication(decision.event_id, decision.decision, decision.engaged, decision.at, decision.reviewer)
+
+    app = create_app(ConsoleConfig(store, audit, cr_key, intake.deployments, on_adjudicated=on_adjudicated))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1, lifespan="off"))
     thread = threading.Thread(target=server.run, name="console", daemon=True)
@@ -147,12 +156,17 @@ def start_live_room(workdir: Path, mosquitto, messaging_env, store_location: str
 
     spool = Spool(workdir / "device-spool.db")
     stops.append(spool.close)
+    device_audit_path = workdir / "device-audit.log"
+    device_audit = AuditLog.open(device_audit_path, None, f"device:{DEVICE}")
+    stops.append(device_audit.close)
     telemetry = lambda: Telemetry(frames=900, faces=12, alerts=1, fps=14.8, temperature_c=61.5)  # noqa: E731 - a fixed test reading
     publisher = AlertPublisher(mosquitto.broker_config(DEVICE), DEVICE, spool, telemetry=telemetry, telemetry_interval_s=1.0,
-                               backoff=Backoff(0.05, 0.3)).start()
+                               backoff=Backoff(0.05, 0.3), receipt_key=load_public_key(messaging_env.receipt_pub, Ed25519PublicKey),
+                               audit=device_audit).start()
     stops.append(publisher.stop)
     device_key = load_private_key(messaging_env.devices[DEVICE] / "device_ed25519.key", Ed25519PrivateKey)
-    outbox = AlertOutbox(EventBuilder(DeviceContext(DEVICE, DEPLOYMENT, "wl-1", MODEL), device_key, cr_key.public_key()), spool, notify=publisher.notify)
-    room = LiveRoom(f"http://127.0.0.1:{port}", store, audit_path, spool, outbox, adjudicated)
+    outbox = AlertOutbox(EventBuilder(DeviceContext(DEVICE, DEPLOYMENT, "wl-1", MODEL), device_key, cr_key.public_key()), spool,
+                         audit=device_audit, notify=publisher.notify)
+    room = LiveRoom(f"http://127.0.0.1:{port}", store, audit_path, spool, outbox, device_audit_path, adjudicated)
     room._stop = stops
     return room

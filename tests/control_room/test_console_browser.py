@@ -1,7 +1,7 @@
 """The console in headless Chromium (Debian's, through its chromedriver), on a live control room:
 a test device publishes through the real Mosquitto, the alert appears on the open queue without a
 reload, an adjudicator opens it, sees the probe crop beside the reference image, decides, and the
-decision is in the store and the audit log; a viewer cannot decide; a forged cookie and a missing
+decision is in the store, the audit log and back at the device (signed, in its own audit log); a viewer cannot decide; a forged cookie and a missing
 CSRF token are refused. Set EDGE_AGENT_SCREENSHOTS=DIR to keep a screenshot of each main view."""
 
 from __future__ import annotations
@@ -23,13 +23,21 @@ REQUIRE_BROWSER_ENV = "EDGE_AGENT_REQUIRE_BROWSER"
 
 
 def wait(condition, what: str, timeout_s: float = 15.0):
+    """Poll ``condition`` until it is truthy. An element not there yet (the page still loading
+    after a redirect) or replaced meanwhile counts as not yet, not as a failure."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout_s
+    last = None
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except (NoSuchElementException, StaleElementReferenceException) as exc:
+            value, last = None, exc
         if value:
             return value
         time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what}" + (f" (last: {type(last).__name__})" if last else ""))
 
 
 @pytest.fixture
@@ -121,9 +129,18 @@ def test_an_adjudicator_receives_reviews_and_decides_a_live_alert(browser, room,
     mine = [(r["kind"], r["details"].get("event_id")) for r in records if r["actor"] == "operator:adam"]
     assert ("alert_viewed", event_id) in mine and ("adjudication_recorded", event_id) in mine
     assert any(r["kind"] == "alert_accepted" and r["details"]["event_id"] == event_id for r in records)
-    # Back at the device: the console hands each committed decision to its on_adjudicated hook; the
-    # delivery stream publishes it from there as a signed lfr.adjudication/1 notice (issue 12.1).
+    # Back at the device (issue 12.1): the decision arrives as a signed lfr.adjudication/1 notice,
+    # verified under the control room's pinned key and written to the device's own audit log, after
+    # the receipt that released the alert from its spool.
     assert [(a.event_id, d.decision) for a, d in room.adjudicated] == [(event_id, "confirmed")]
+
+    def device_records(kind: str) -> list[dict]:
+        return [r["details"] for r in map(json.loads, room.device_audit_path.read_text().splitlines()) if r["kind"] == kind]
+
+    notice = wait(lambda: device_records("adjudication_received"), "the decision back at the device")[0]
+    assert (notice["event_id"], notice["decision"], notice["engaged"], notice["reviewer"]) == (event_id, "confirmed", True, "adam")
+    assert [r["event_id"] for r in device_records("receipt_received")] == [event_id]
+    assert room.device_spool.stats().depth == 0, "the receipt released the alert from the device's spool"
 
     driver.get(room.url + "/fleet")
     row = wait(lambda: driver.find_elements(By.CSS_SELECTOR, 'tr[data-device="cam-01"]'), "cam-01 in the fleet view")[0]
