@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_agent.agent.tracking import TrackTemplates
 from edge_agent.evaluation.dataset import scan_dataset
-from edge_agent.evaluation.quality_loss import MAX_FACE_PX, blur, downscale, jpeg, occlude
+from edge_agent.evaluation.quality_loss import MAX_FACE_PX, blur, downscale, enrol_gallery, jpeg, occlude
 from edge_agent.vision.core import RecognitionCore
 from edge_agent.vision.enrolment import enrol_image
 from edge_agent.vision.image_io import read_image
@@ -46,24 +46,6 @@ class TrackResult:
     fused: float
     either: float
     frames: int
-
-
-def _gallery(core: RecognitionCore, images) -> tuple[np.ndarray, np.ndarray, set]:
-    by_identity: dict[str, list] = {}
-    for image in images:
-        by_identity.setdefault(image.identity, []).append(image)
-    templates, refs, used = [], [], set()
-    for identity, members in by_identity.items():
-        if len(members) < 2:
-            continue
-        for member in members:
-            enrolment = enrol_image(core, read_image(member.path))
-            if enrolment.template is not None:
-                templates.append(enrolment.template)
-                refs.append(identity)
-                used.add(member.path)
-                break
-    return np.stack(templates), np.array(refs), used
 
 
 def track_scores(core: RecognitionCore, frames: Iterable[np.ndarray], gallery: np.ndarray, own: np.ndarray) -> tuple[float, float, float, int]:
@@ -102,7 +84,7 @@ def _degrade_again(frame: np.ndarray, face_px: int, rng: np.random.Generator) ->
 
 def measure(core: RecognitionCore, root: Path, seed: int = 0) -> list[TrackResult]:
     images = scan_dataset(root).images
-    gallery, refs, enrolled = _gallery(core, images)
+    gallery, refs, enrolled = enrol_gallery(core, images)
     rng = np.random.default_rng(seed)
     results: list[TrackResult] = []
     for image in images:

@@ -125,13 +125,14 @@ def _normalised(core: RecognitionCore, image: np.ndarray) -> tuple[np.ndarray, F
     return image, _subject(core, image)
 
 
-def measure(core: RecognitionCore, root: Path, conditions=CONDITIONS, progress: Callable[[str], None] | None = None) -> list[Probe]:
-    open_core = RecognitionCore(core.detectors, core.embedder, core.identity, OPEN, core.tiles, core.aligner)
-    images = scan_dataset(root).images
+def enrol_gallery(core: RecognitionCore, images) -> tuple[np.ndarray, np.ndarray, set]:
+    """One enrolled template per identity with at least two images (its first usable one), so the
+    rest are mated probes: (templates, identity of each, paths enrolled). Shared by the quality and
+    fusion studies so both search the same gallery."""
     by_identity: dict[str, list] = {}
     for image in images:
         by_identity.setdefault(image.identity, []).append(image)
-    templates, refs, enrolled_paths = [], [], set()
+    templates, refs, used = [], [], set()
     for identity, members in by_identity.items():
         if len(members) < 2:
             continue
@@ -140,10 +141,15 @@ def measure(core: RecognitionCore, root: Path, conditions=CONDITIONS, progress: 
             if enrolment.template is not None:
                 templates.append(enrolment.template)
                 refs.append(identity)
-                enrolled_paths.add(member.path)
+                used.add(member.path)
                 break
-    gallery = np.stack(templates)
-    refs_arr = np.array(refs)
+    return np.stack(templates), np.array(refs), used
+
+
+def measure(core: RecognitionCore, root: Path, conditions=CONDITIONS, progress: Callable[[str], None] | None = None) -> list[Probe]:
+    open_core = RecognitionCore(core.detectors, core.embedder, core.identity, OPEN, core.tiles, core.aligner)
+    images = scan_dataset(root).images
+    gallery, refs_arr, enrolled_paths = enrol_gallery(core, images)
     probes: list[Probe] = []
     for image in images:
         if image.path in enrolled_paths:
