@@ -160,10 +160,11 @@ def test_a_live_camera_idles_between_people_and_still_alerts_on_each(tmp_path):
     text = site.config_path.read_text().replace("[pipeline]\n", "[pipeline]\nidle_fps = 5.0\nidle_after_s = 1.0\n")
     site.config_path.write_text(text)
     summary = run_agent(load_config(site.config_path))
-    assert summary.alerts == 2
+    audit = [json.loads(line) for line in (load_config(site.config_path).device.state_dir / "audit.log").read_text().splitlines()]
+    raised = [(r["details"].get("subject_ref"), r["details"].get("score"), r["details"].get("match_basis")) for r in audit if r["kind"] == "alert_raised"]
+    assert summary.alerts == 2, f"alerts raised: {raised}; {summary}"
     # ~3 s of the empty stretch at 5 fps instead of 15: about 30 frames skipped
     assert 20 <= summary.skipped_for_power <= 45, summary
     assert summary.frames + summary.skipped_for_power + summary.dropped_frames <= len(frames)
-    audit = [json.loads(line) for line in (load_config(site.config_path).device.state_dir / "audit.log").read_text().splitlines()]
     session = [r for r in audit if r["kind"] == "session_summary"][-1]
     assert session["details"]["skipped_for_power"] == summary.skipped_for_power
