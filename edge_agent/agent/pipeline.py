@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.agent.tracking import AlertGate, FaceTracker, TrackTemplates
+from edge_agent.agent.tracking import FUSED_TRACK, AlertGate, FaceTracker, TrackTemplates
 from edge_agent.capture.frame import Frame
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.builder import MatchDecision
@@ -169,7 +169,9 @@ class MatchingPipeline:
                 self.counters.faces_rejected_quality += 1
                 continue
             self.counters.faces_searched += 1
-            basis, candidates = self._search(face.embedding, track_id, face.quality.quality, now)
+            basis, candidates = self.templates.match(
+                track_id, face.embedding, face.quality.quality, lambda probe: self.watchlist.search(probe, now, k=CANDIDATES_PER_FACE)
+            )
             if not candidates or candidates[0].score < self.threshold:
                 continue  # a non-match: nothing about this face is kept beyond its track's fusion copy
             decision = MatchDecision.from_search(
@@ -178,26 +180,12 @@ class MatchingPipeline:
             if decision is None:  # cannot happen after the check above; keeps the type exact
                 continue
             self.counters.matches += 1
-            self.counters.matches_fused += basis == "fused_track"
+            self.counters.matches_fused += basis == FUSED_TRACK
             crop = crop_face_jpeg(frame.image, face.detection.box)
             self.gate.offer(track_id, _PendingAlert(decision, crop, frame.captured_at, face.quality.quality), t)
         raised = self._emit(self.gate.due(t, ended))
         self.counters.latencies_ms.append((time.perf_counter() - started) * 1000)
         return raised
-
-    def _search(self, template: np.ndarray, track_id: int, quality: float, now: datetime) -> tuple[str, list[Candidate]]:
-        """The frame's own candidates and its track's fused ones; the basis with the better top
-        score. Both templates are zeroed here (the track keeps its own copy for fusion)."""
-        fused = self.templates.add(track_id, template, quality)
-        single = self.watchlist.search(template, now, k=CANDIDATES_PER_FACE)
-        template.fill(0.0)
-        if fused is None:
-            return "single_frame", single
-        together = self.watchlist.search(fused, now, k=CANDIDATES_PER_FACE)
-        fused.fill(0.0)
-        if together and (not single or together[0].score > single[0].score):
-            return "fused_track", together
-        return "single_frame", single
 
     def finish(self) -> int:
         """Raise every match still settling (end of a replay, or shutdown), if matching is still authorised."""

@@ -335,7 +335,8 @@ def _pacer(config: AgentConfig) -> FramePacer | None:
 
 def check_mode(mode: str, source: str, file_mode: str) -> None:
     """LFR authorises live capture only, RFR the search of recordings; OIFR is a per-still request
-    (``edge-agent search``), never a running agent (policing.md 3: the mode is explicit)."""
+    (``edge-agent search`` with the deployment and its watchlist), never a running agent
+    (policing.md 3: the mode is explicit)."""
     if is_file_source(str(source)) and not Path(str(source).strip()).exists():
         raise ConfigError(
             f"capture.source {source} does not exist",
@@ -355,7 +356,8 @@ def check_mode(mode: str, source: str, file_mode: str) -> None:
     if mode == "OIFR":
         raise ConfigError(
             "the deployment is OIFR (operator-initiated): it authorises comparisons of single stills, not a running agent",
-            "use edge-agent search for an operator-initiated comparison",
+            "search the still with: edge-agent search IMAGE --deployment DEPLOYMENT --watchlist WATCHLIST "
+            "--device-keys KEYS_DIR --authority-pub AUTHORITY_PUB --audit-log AUDIT_LOG",
         )
 
 

@@ -11,16 +11,22 @@ per-subject cooldown. Only *matches* enter the gate.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
+
+from edge_agent.watchlist.gallery import Candidate
 
 #: Templates fused per track: the best by quality (measured: models/README.md, "Track fusion").
 FUSED_PER_TRACK = 5
 #: A new template this far from its track's fused one (cosine below it; impostor pairs score 0.10 on
 #: average, genuine 0.69) means the tracker joined two people: the track's templates start again.
 MIN_AGREEMENT = 0.3
+#: What a match rests on (event v2 ``match_basis``; edge_agent/events/schema.py MATCH_BASES).
+SINGLE_FRAME = "single_frame"
+FUSED_TRACK = "fused_track"
 
 
 def fuse(templates: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -47,6 +53,7 @@ class TrackTemplates:
         self.per_track = per_track
         self.min_agreement = min_agreement
         self._held: dict[int, list[_Held]] = {}
+        self._restarts: dict[int, int] = {}
 
     def add(self, track_id: int, template: np.ndarray, quality: float) -> np.ndarray | None:
         """Keep a copy of ``template`` if it is among the track's best; returns the track's fused
@@ -54,6 +61,7 @@ class TrackTemplates:
         held = self._held.setdefault(track_id, [])
         if held and float(fuse([h.template for h in held], [h.quality for h in held]) @ template) < self.min_agreement:
             self._drop(track_id)  # another person on the same track: never fuse two faces
+            self._restarts[track_id] = self._restarts.get(track_id, 0) + 1
             held = self._held.setdefault(track_id, [])
         held.append(_Held(float(quality), np.array(template, np.float32, copy=True)))
         held.sort(key=lambda h: -h.quality)
@@ -63,13 +71,38 @@ class TrackTemplates:
             return None
         return fuse([h.template for h in held], [h.quality for h in held])
 
+    def match(
+        self, track_id: int, template: np.ndarray, quality: float, search: Callable[[np.ndarray], list[Candidate]]
+    ) -> tuple[str, list[Candidate]]:
+        """Search the frame's own template and, once the track holds two or more, its fused one;
+        return the basis (SINGLE_FRAME or FUSED_TRACK) with the better top score and its
+        candidates. Both templates are zeroed here (the track keeps its own copy for fusion). The
+        live agent and the retrospective video search both match through this one method."""
+        fused = self.add(track_id, template, quality)
+        single = search(template)
+        template.fill(0.0)
+        if fused is None:
+            return SINGLE_FRAME, single
+        together = search(fused)
+        fused.fill(0.0)
+        if together and (not single or together[0].score > single[0].score):
+            return FUSED_TRACK, together
+        return SINGLE_FRAME, single
+
+    def restarts(self, track_id: int) -> int:
+        """How often the track's templates started again because another person took the track
+        over: the retrospective search counts each start as a new person."""
+        return self._restarts.get(track_id, 0)
+
     def end(self, track_ids: list[int] | tuple[int, ...]) -> None:
         for track_id in track_ids:
             self._drop(track_id)
+            self._restarts.pop(track_id, None)
 
     def clear(self) -> None:
         for track_id in list(self._held):
             self._drop(track_id)
+        self._restarts.clear()
 
     def _drop(self, track_id: int) -> None:
         for h in self._held.pop(track_id, []):

@@ -60,6 +60,8 @@ KINDS = (
     "storage_recovered",
     "audit_tail_repaired",
     "clock_set_back",
+    "search_run",
+    "search_refused",
 )
 TORN_SCAN_BYTES = 1 << 20  # how far back open() looks for the last whole record of a torn log
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{2,47}")

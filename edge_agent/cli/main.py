@@ -17,7 +17,7 @@ PRIVATE_KEY_OPTIONS: frozenset[str] = frozenset(
 
 # Each module exposes register(subparsers); handlers return an exit code.
 COMMAND_MODULES: tuple[str, ...] = (
-    "recognition",
+    "recognition", "search",
     "keys", "deployment", "watchlist", "audit",
     "agent",
     "demo",

@@ -5,12 +5,13 @@ the audit log, the logs or the temp directory."""
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from privacy_helpers import copy_faces, files_under, find_traces, trace_needles
 
 from edge_agent.agent.config import load_config
 from edge_agent.agent.runner import run_agent
@@ -18,8 +19,6 @@ from edge_agent.demo.live import provision_site
 from edge_agent.vision.core import RecognitionCore
 from edge_agent.vision.image_io import is_image_file, read_image
 
-
-JPEG_MAGIC = b"\xff\xd8\xff"
 WATCHLIST = [("WL-0002", "missing_vulnerable", "biden_1.jpg")]
 
 
@@ -28,36 +27,6 @@ def _non_watchlist_photos(fixtures_dir: Path, devset: Path | None) -> list[Path]
     if devset is not None:
         photos += [p for p in sorted(devset.glob("*/*")) if is_image_file(p) and p.parent.name != "Joe_Biden"][:80]
     return photos
-
-
-def copy_faces(dest: Path, sources: list[Path]) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for i, src in enumerate(sources):
-        shutil.copy(src, dest / f"{i:04d}{src.suffix.lower()}")
-    return dest
-
-
-def _traces(templates: list[np.ndarray], crop_shapes: set[tuple[int, int]]) -> list[bytes]:
-    needles = []
-    for t in templates:
-        needles.append(t[:4].astype("<f4").tobytes())  # raw float32
-        needles.append(t[:4].astype("<f8").tobytes())  # raw float64
-        needles.append(t[:6].astype("<f2").tobytes())  # raw float16
-        # Printed arrays (any layout): the two largest components' leading digits.
-        for v in t[np.argsort(-np.abs(t))[:2]]:
-            needles.append(f"{abs(float(v)):.9f}"[:8].encode())
-    for h, w in crop_shapes:
-        needles += [f"{w}x{h}".encode(), f"({h}, {w}, 3)".encode()]
-    needles += [b"112x112", b"(112, 112, 3)", JPEG_MAGIC]
-    return needles
-
-
-def find_traces(blobs: dict[str, bytes], needles: list[bytes]) -> list[str]:
-    return [f"{name}: {needle[:24]!r}" for name, blob in blobs.items() for needle in needles if needle in blob]
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
 
 def test_no_trace_of_non_matching_faces_anywhere(tmp_path, fixtures_dir, request, caplog, monkeypatch):
@@ -89,16 +58,16 @@ def test_no_trace_of_non_matching_faces_anywhere(tmp_path, fixtures_dir, request
             templates.append(face.embedding)
             x1, y1, x2, y2 = face.detection.box
             shapes.add((int(round(y2 - y1)), int(round(x2 - x1))))
-    needles = _traces(templates, shapes)
+    needles = trace_needles(templates, shapes)
 
-    blobs = _files(config.device.state_dir)
+    blobs = files_under(config.device.state_dir)
     assert any(name.endswith("audit.log") for name in blobs) and any("spool" in name for name in blobs)
-    blobs.update(_files(temp_root))
+    blobs.update(files_under(temp_root))
     blobs["captured log"] = caplog.text.encode()
     assert find_traces(blobs, needles) == []
     # The state directory holds only the encrypted watchlist, the spool, the audit log and the last
     # config's hash and values (config.last.json, for config_changed: issue 10.3; searched above too).
-    kinds = {Path(name).name.split(".")[0] for name in _files(config.device.state_dir)}
+    kinds = {Path(name).name.split(".")[0] for name in files_under(config.device.state_dir)}
     assert kinds <= {"audit", "spool", "watchlist", "config", "time_high_water"}, kinds  # the last holds one timestamp
 
 
@@ -106,10 +75,10 @@ def test_the_trace_search_finds_a_planted_template(tmp_path, fixtures_dir):
     """The search above can fail: a template or JPEG written to disk is found."""
     core = RecognitionCore.load(detector="both")
     face = core.faces(read_image(fixtures_dir / "faces" / "obama_1.jpg"))[0]
-    needles = _traces([face.embedding], set())
+    needles = trace_needles([face.embedding], set())
     leaked = tmp_path / "leak.bin"
     leaked.write_bytes(b"header" + face.embedding.astype("<f4").tobytes())
-    assert find_traces(_files(tmp_path), needles)
+    assert find_traces(files_under(tmp_path), needles)
     printed = {"log": f"template {face.embedding}".encode()}
     assert find_traces(printed, needles)
 
