@@ -200,3 +200,40 @@ def test_a_searched_template_is_zeroed_once_searched(rfr_site, tmp_path, fixture
                          lambda: now)  # type: ignore[arg-type]
     assert outcome.faces_searched >= 1 and seen
     assert all(f.embedding is None or not np.any(f.embedding) for f in seen)
+
+
+def _noisy_walk(path, sigma: float = 60.0, frames: int = 15, fps: float = 5.0):
+    """obama_2 drifting slowly across a 640x480 frame, each frame with its own heavy sensor noise."""
+    tile = portrait_tile("obama_2.jpg", 240)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (640, 480))
+    for i in range(frames):
+        frame = background(640, 480, 100 + i).copy()
+        noise = np.random.default_rng(i).normal(0, sigma, tile.shape)
+        frame[120:360, 200 + 2 * i : 440 + 2 * i] = np.clip(tile.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_a_person_no_single_frame_reaches_is_found_on_the_fused_track_template(tmp_path, fixtures_dir, core, capsys):
+    """Issue 13: a video search matches each track's fused template too, and cites it. Every frame
+    here is too noisy to reach the threshold on its own (the control, measured on the same frames);
+    fused over the track, the noise averages out and the subject is listed, basis fused_track."""
+    from edge_agent.vision.enrolment import enrol_image
+    from edge_agent.vision.image_io import read_image
+
+    threshold = 0.625
+    video = _noisy_walk(tmp_path / "noisy.avi")
+    reference = enrol_image(core, read_image(fixtures_dir / "faces" / "obama_1.jpg")).template
+    capture, singles = cv2.VideoCapture(str(video)), []
+    while (read := capture.read())[0]:
+        singles += [float(f.embedding @ reference) for f in core.faces(read[1]) if f.embedding is not None]
+    capture.release()
+    assert len(singles) >= 12 and max(singles) < threshold  # no single frame would list anyone
+
+    site = build_site(tmp_path / "site", fixtures_dir, deployment_id="DEP-RFR-0625", alert_threshold=threshold)
+    out = _run_json(site.args(video, "--sample-fps", "5"), capsys)
+    (person,) = out["results"]
+    (candidate,) = person["candidates"]
+    assert candidate["subject_ref"] == "CASE-0001" and candidate["basis"] == "fused_track" and candidate["score"] >= threshold
+    assert site.last("search_run")["candidates"][0]["basis"] == "fused_track"
