@@ -110,3 +110,52 @@ def test_int8_error_bound_holds(tmp_path):
         approx = index.scores(probe, np.empty(len(templates), np.float32))
         error = float(np.abs(approx - templates @ probe).max())
         assert 0 < error <= index.error_bound(probe)
+
+
+# Run in a fresh interpreter so no other test's threads (broker clients, servers) are counted.
+_SEARCH_THREADS_SCRIPT = """
+import os, sys, threading, time
+import numpy as np
+from edge_agent.watchlist.gallery import Gallery
+
+def other_threads_ticks():
+    me, total = threading.get_native_id(), 0
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) != me:
+            fields = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+    return total
+
+rng = np.random.default_rng(9)
+templates = rng.standard_normal((10_000, 128)).astype(np.float32)
+templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+gallery = Gallery(templates, [f"s{i}" for i in range(len(templates))])
+product = sys.argv[1] == "matmul"
+time.sleep(0.5)  # a worker woken while the gallery was built spins on for a while: let it stop
+before = other_threads_ticks()
+for probe in templates[:300]:
+    if product:
+        probe[None] @ gallery.templates.T
+    else:
+        gallery.search(probe, k=3)
+time.sleep(0.3)  # a spinning worker keeps counting for a while after the last call
+print(other_threads_ticks() - before)
+"""
+
+
+def _other_thread_ticks(kind: str) -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SEARCH_THREADS_SCRIPT, kind], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_device_watchlist_search_keeps_to_the_calling_thread():
+    """A device searches its watchlist between LiteRT invokes on a 2-core CPU; numpy's ``@`` put
+    the one-row product on OpenBLAS's thread pool, whose spinning workers took the cores from
+    LiteRT (issue 14: the pipeline ran 3x slower). The positive control shows the ``@`` product
+    of the same shapes does wake other threads here, so a zero count is a real result."""
+    if _other_thread_ticks("matmul") == 0:
+        pytest.skip("this numpy's BLAS does not thread a one-row product: nothing to tell apart")
+    assert _other_thread_ticks("search") == 0
