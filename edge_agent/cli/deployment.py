@@ -16,7 +16,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_agent.crypto.canonical import canonical_json
 from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, read_calibration_report
 from edge_agent.deployment.policy import (
     calibrated_default,
@@ -130,7 +129,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         _write_new(args.out, signed.to_bytes() + b"\n")
         print(f"signed deployment {record.deployment_id} -> {args.out}")
     else:
-        _write_new(args.out, canonical_json(record.to_json()) + b"\n")
+        _write_new(args.out, record.canonical_bytes() + b"\n")
         print(f"deployment record {record.deployment_id} -> {args.out} (unsigned; run: edge-agent deployment sign)")
     _print_threshold(record)
     if needs_threshold_approval(record):

@@ -261,7 +261,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from edge_agent.evaluation.analysis import REPORT_FORMAT, identification_from_report
-    from edge_agent.evaluation.calibrate import calibrate, choose_scores, parse_budget
+    from edge_agent.evaluation.calibrate import calibrate, choose_scores, encode_calibration, parse_budget
 
     budget = parse_budget(args.budget)
     if args.watchlist_size < 1:
@@ -289,11 +289,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     dataset = report.get("dataset") if isinstance(report.get("dataset"), dict) else {}
     record = calibrate(scores, budget, args.watchlist_size, args.footfall, _now(), digest, report.get("model"),
                        dataset.get("content_sha256"))
-    text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    data = encode_calibration(record)  # the bytes a deployment cites by SHA-256: the same on stdout as in --out
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.out, text.encode(), 0o644)
-    sys.stdout.write(text)
+        atomic_write(args.out, data, 0o644)
+    sys.stdout.write(data.decode("utf-8"))
     if record["recommended_threshold"] is None:
         print(f"no threshold recommended: {record['reason']}", file=sys.stderr)
         return EXIT_GATE_FAILED

@@ -18,8 +18,10 @@ SIGNATURE_LEN = 64
 
 # Signing domains (docs/formats/*.md). Existing ones keep their exact bytes.
 AUDIT_CHECKPOINT_V1 = b"edge-agent audit checkpoint v1\x00"
-DEPLOYMENT_V1 = b"edge-agent deployment v1\x00"
+DEPLOYMENT_V1 = b"edge-agent deployment v1\x00"  # deployment records v1 and v2 (canonical_json)
 THRESHOLD_APPROVAL_V1 = b"edge-agent threshold-approval v1\x00"
+DEPLOYMENT_V3 = b"edge-agent deployment v3\x00"  # deployment record v3 (RFC 8785)
+THRESHOLD_APPROVAL_V3 = b"edge-agent threshold-approval v3\x00"
 WATCHLIST_V1 = b"edge-agent watchlist v1\x00"
 WATCHLIST_V2 = b"edge-agent watchlist v2\x00"
 WATCHLIST_BUILD_RECORD_V1 = b"edge-agent watchlist build-record v1\x00"
@@ -31,7 +33,7 @@ ALERT_V1_UNDOMAINED = b""
 
 #: Domains new signatures may be made under.
 SIGNING_DOMAINS: frozenset[bytes] = frozenset(
-    {AUDIT_CHECKPOINT_V1, DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, WATCHLIST_V1, WATCHLIST_V2, WATCHLIST_BUILD_RECORD_V1, ALERT_V2, RECEIPT_V1,
+    {AUDIT_CHECKPOINT_V1, DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, DEPLOYMENT_V3, THRESHOLD_APPROVAL_V3, WATCHLIST_V1, WATCHLIST_V2, WATCHLIST_BUILD_RECORD_V1, ALERT_V2, RECEIPT_V1,
      ADJUDICATION_V1}
 )
 #: Domains signatures are verified under (legacy formats are read, never written).

@@ -1,6 +1,6 @@
 """What a deployment's alert threshold rests on: a cited calibration report, or the provisional default.
 
-A deployment record (format v2) carries one of these in its signed ``calibration`` section so an
+A deployment record (format v2 and v3) carries one of these in its signed ``calibration`` section so an
 auditor can link the threshold to evidence (policing.md 9, 17-18). A citation holds the report's
 SHA-256 and the figures a reviewer needs without opening it; ``read_calibration_report`` builds it
 from the file ``edge-agent calibrate --out`` wrote (docs/formats/calibration.md). Format of the
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from edge_agent.crypto.canonical import CanonicalJsonError, loads_strict
 from edge_agent.errors import ConfigError
-from edge_agent.safe_load import json_loads
 from edge_agent.vision.model_files import sha256_file
 
 PROVISIONAL_BASIS = "provisional_default"
@@ -150,8 +150,11 @@ def evidence_from_json(doc: Any) -> ThresholdEvidence:
 
 
 def read_calibration_report(path: Path) -> CalibrationCitation:
-    """Cite the calibration report at ``path`` (written by ``edge-agent calibrate --out``)."""
-    from edge_agent.evaluation.calibrate import CALIBRATION_FORMAT, CALIBRATION_VERSION
+    """Cite the calibration report at ``path`` (written by ``edge-agent calibrate --out``).
+
+    ``report_sha256`` is the SHA-256 of the file's bytes. A version 2 file must be exactly
+    ``jcs(report) + b"\\n"`` (one spelling, so one hash); a version 1 file is hashed as it is."""
+    from edge_agent.evaluation.calibrate import CALIBRATION_FORMAT, READABLE_CALIBRATION_VERSIONS, encode_calibration
 
     path = Path(path)
     try:
@@ -159,12 +162,21 @@ def read_calibration_report(path: Path) -> CalibrationCitation:
     except OSError as exc:
         raise ConfigError(f"cannot read calibration report {path}: {exc.strerror}", "pass the file edge-agent calibrate --out wrote") from None
     try:
-        doc = json_loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"calibration report {path} is not JSON: {exc}", "pass the file edge-agent calibrate --out wrote") from None
-    if not isinstance(doc, dict) or doc.get("format") != CALIBRATION_FORMAT or doc.get("version") != CALIBRATION_VERSION:
-        raise ConfigError(f"{path} is not a calibration report ({CALIBRATION_FORMAT} v{CALIBRATION_VERSION})",
+        doc = loads_strict(data)
+    except CanonicalJsonError as exc:
+        raise ConfigError(f"calibration report {path} is not JSON: {exc.message}", "pass the file edge-agent calibrate --out wrote") from None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("format") != CALIBRATION_FORMAT or isinstance(version, bool) or version not in READABLE_CALIBRATION_VERSIONS:
+        raise ConfigError(f"{path} is not a calibration report ({CALIBRATION_FORMAT} v{'/v'.join(map(str, READABLE_CALIBRATION_VERSIONS))})",
                           "pass the file edge-agent calibrate --out wrote")
+    if version >= 2:
+        try:
+            canonical = encode_calibration(doc) == data
+        except CanonicalJsonError:
+            canonical = False
+        if not canonical:
+            raise ConfigError(f"calibration report {path} is not in its one spelling (RFC 8785 and a final line feed), so its SHA-256 is not the report's",
+                              "cite the file exactly as edge-agent calibrate wrote it (not re-indented or re-saved)")
     needed = ("created_at", "tool_version", "evaluation_report_sha256", "evaluation_set_sha256", "model", "budget",
               "watchlist_size", "evaluated_watchlist_size", "recommended_threshold", "fpir_upper95", "nonmated_searches", "mated_searches")
     missing = [k for k in needed if k not in doc]

@@ -1,12 +1,14 @@
 """Deployment records: the signed authority to match (policing.md "Deployment").
 
-A record is canonical JSON (edge_agent.crypto.canonical) signed by the authority's Ed25519 key.
-Approvals (needed when the threshold is below the calibrated default) are extra Ed25519
-signatures over the same record bytes by approver keys. Format: docs/formats/deployment.md.
+A record is canonical JSON signed by the authority's Ed25519 key. Approvals (needed when the
+threshold is below the calibrated default) are extra Ed25519 signatures over the same record
+bytes by approver keys. Format: docs/formats/deployment.md.
 
-Version 2 adds what the threshold rests on (``calibration``: a cited calibration report or the
-provisional default) and the authorised false-alert budget. Version 1 records, signed before,
-still parse and re-encode to their exact signed bytes, so they keep verifying.
+Version 3 (written now) is RFC 8785 (``jcs``) with the one timestamp form, signed under its own
+domains and carried in signed-file version 2, so a verifier in any language reproduces the bytes.
+Version 2 added what the threshold rests on (``calibration``: a cited report or the provisional
+default) and the false-alert budget. Versions 1 and 2 (``canonical_json``), signed before, still
+parse and re-encode to their exact signed bytes, so they keep verifying.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, parse_utc
+from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, jcs, loads_strict, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, public_raw
-from edge_agent.crypto.signing import DEPLOYMENT_V1, THRESHOLD_APPROVAL_V1, SignatureInvalid, sign, verify
+from edge_agent.crypto.signing import DEPLOYMENT_V1, DEPLOYMENT_V3, THRESHOLD_APPROVAL_V1, THRESHOLD_APPROVAL_V3, SignatureInvalid, sign, verify
 from edge_agent.deployment.calibration import (
     CALIBRATED_DEFAULT_THRESHOLD,
     CalibrationCitation,
@@ -34,19 +36,24 @@ from edge_agent.deployment.calibration import (
 from edge_agent.durable import atomic_write
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identifiers import check_deployment_id, check_device_id
-from edge_agent.safe_load import json_loads
+from edge_agent.timestamps import TimestampError, format_timestamp, parse_timestamp, truncate_to_ms
 
 DEPLOYMENT_FORMAT = "edge-agent-deployment"
-DEPLOYMENT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-#: The signed-file wrapper is unchanged by record v2, so it stays at version 1.
+DEPLOYMENT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+#: Record versions encoded with RFC 8785 and the one timestamp form (edge_agent.timestamps).
+JCS_VERSIONS = (3,)
 SIGNED_FORMAT = "edge-agent-signed-deployment"
-SIGNED_VERSION = 1
+#: The signed-file version that carries each record version: 1 for records 1-2, 2 for record 3.
+SIGNED_VERSION_OF_RECORD = {1: 1, 2: 1, 3: 2}
+SIGNED_VERSION = SIGNED_VERSION_OF_RECORD[DEPLOYMENT_VERSION]
+READABLE_SIGNED_VERSIONS = (1, 2)
 MODES = ("LFR", "RFR", "OIFR")
 PLATFORMS = ("body_worn", "fixed", "handheld", "central")
-# Domain separation: an authority signature on a deployment can never be replayed as anything else.
-AUTHORITY_DOMAIN = DEPLOYMENT_V1
-APPROVAL_DOMAIN = THRESHOLD_APPROVAL_V1
+# Domain separation: an authority signature on a deployment can never be replayed as anything else,
+# and a version 3 signature (over RFC 8785 bytes) never as one over the older encoding.
+AUTHORITY_DOMAINS = {1: DEPLOYMENT_V1, 2: DEPLOYMENT_V1, 3: DEPLOYMENT_V3}
+APPROVAL_DOMAINS = {1: THRESHOLD_APPROVAL_V1, 2: THRESHOLD_APPROVAL_V1, 3: THRESHOLD_APPROVAL_V3}
 RECORD_FIELDS = (
     "deployment_id",
     "authorising_officer",
@@ -65,8 +72,9 @@ RECORD_FIELDS = (
     "watchlist_cap",
     "device_ids",
 )
-#: Required in version 2 records, refused in version 1.
+#: Required from version 2 on, refused in version 1.
 V2_FIELDS = ("false_alert_budget", "calibration")
+SIGNED_FIELDS = ("format", "version", "record", "authority_signature", "approvals")
 
 
 def default_silent(mode: str, platform: str) -> bool:
@@ -106,6 +114,9 @@ class DeploymentRecord:
             value = getattr(self, name)
             if not isinstance(value, datetime) or value.utcoffset() is None:
                 raise ConfigError(f"deployment {name} must be a timezone-aware UTC datetime", "write it like 2026-11-22T08:00:00Z")
+        if self.version in JCS_VERSIONS:  # what the one timestamp form carries, so the record equals its parse
+            object.__setattr__(self, "start", truncate_to_ms(self.start))
+            object.__setattr__(self, "end", truncate_to_ms(self.end))
         if self.end <= self.start:
             raise ConfigError(f"deployment end {self.end.isoformat()} is not after its start {self.start.isoformat()}", "fix the times")
         if self.mode not in MODES:
@@ -127,10 +138,10 @@ class DeploymentRecord:
             raise ConfigError("deployment lists a device id twice", "list each device once")
         if self.version == 1:
             if self.calibration is not None or self.false_alert_budget is not None:
-                raise ConfigError("a version 1 deployment record cannot carry a calibration or budget", "write a version 2 record")
+                raise ConfigError("a version 1 deployment record cannot carry a calibration or budget", f"write a version {DEPLOYMENT_VERSION} record")
             return
-        if self.version != 2:
-            raise ConfigError(f"deployment record version {self.version!r} is not one of {READABLE_VERSIONS}", "write a version 2 record")
+        if self.version not in (2, 3):
+            raise ConfigError(f"deployment record version {self.version!r} is not one of {READABLE_VERSIONS}", f"write a version {DEPLOYMENT_VERSION} record")
         if not isinstance(self.calibration, ProvisionalDefault | CalibrationCitation):
             raise ConfigError("deployment record states no threshold basis (calibration)", "cite a report with --calibration, or state the provisional default")
         b = self.false_alert_budget
@@ -138,6 +149,7 @@ class DeploymentRecord:
             raise ConfigError(f"false_alert_budget {b!r} must be a rate between 0 and 1 (or null)", "e.g. \"1/6000\" in the spec")
 
     def to_json(self) -> dict[str, Any]:
+        timestamp = format_timestamp if self.version in JCS_VERSIONS else format_utc
         doc = {
             "format": DEPLOYMENT_FORMAT,
             "version": self.version,
@@ -147,8 +159,8 @@ class DeploymentRecord:
             "legal_basis": self.legal_basis,
             "location": self.location,
             "location_rationale": self.location_rationale,
-            "start": format_utc(self.start),
-            "end": format_utc(self.end),
+            "start": timestamp(self.start),
+            "end": timestamp(self.end),
             "dpia_ref": self.dpia_ref,
             "equality_impact_ref": self.equality_impact_ref,
             "mode": self.mode,
@@ -168,7 +180,8 @@ class DeploymentRecord:
     @classmethod
     def from_json(cls, doc: Any, *, fill_defaults: bool = False) -> "DeploymentRecord":
         """Parse a record object. ``fill_defaults`` (authoring only) derives ``silent`` from mode and
-        platform, leaves the budget unstated and states the provisional default as threshold basis."""
+        platform, leaves the budget unstated, states the provisional default as threshold basis and
+        accepts any UTC ISO 8601 time (a version 3 record itself holds only the one form)."""
         if not isinstance(doc, dict):
             raise ConfigError("deployment record is not a JSON object", "see docs/formats/deployment.md")
         if doc.get("format", DEPLOYMENT_FORMAT) != DEPLOYMENT_FORMAT:
@@ -192,10 +205,11 @@ class DeploymentRecord:
         unknown = sorted(set(doc) - set(fields) - {"format", "version"})
         if unknown:
             raise ConfigError(f"deployment record has unknown fields {', '.join(unknown)}", "remove them (typo?)")
+        parse_time = parse_timestamp if version in JCS_VERSIONS and not fill_defaults else parse_utc
         try:
-            start = parse_utc(doc["start"], "start")
-            end = parse_utc(doc["end"], "end")
-        except CanonicalJsonError as exc:
+            start = parse_time(doc["start"], "start")
+            end = parse_time(doc["end"], "end")
+        except (CanonicalJsonError, TimestampError) as exc:
             raise ConfigError(exc.message, exc.hint) from None
         devices = doc["device_ids"]
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
@@ -207,7 +221,8 @@ class DeploymentRecord:
         return cls(**values)
 
     def canonical_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+        """The signed bytes: RFC 8785 for version 3, the older canonical_json for versions 1-2."""
+        return (jcs if self.version in JCS_VERSIONS else canonical_json)(self.to_json())
 
     def is_active(self, now: datetime) -> bool:
         return self.start <= now < self.end
@@ -221,7 +236,10 @@ class Approval:
 
 @dataclass(frozen=True)
 class SignedDeployment:
-    """The record's exact signed bytes, the authority signature and any approvals."""
+    """The record's exact signed bytes, the authority signature and any approvals.
+
+    The signing domains follow the record's version (read from the signed bytes themselves, so
+    changing it breaks the signature); the signed-file version follows from it too."""
 
     record_bytes: bytes
     authority_signature: bytes
@@ -230,25 +248,38 @@ class SignedDeployment:
     @classmethod
     def sign(cls, record: DeploymentRecord, authority_key: Ed25519PrivateKey) -> "SignedDeployment":
         data = record.canonical_bytes()
-        return cls(data, sign(authority_key, AUTHORITY_DOMAIN, data))
+        return cls(data, sign(authority_key, AUTHORITY_DOMAINS[record.version], data))
 
     def approve(self, approver_key: Ed25519PrivateKey) -> "SignedDeployment":
         """Return a copy carrying this approver's signature over the record bytes."""
-        approval = Approval(public_b64(approver_key.public_key()), base64.b64encode(sign(approver_key, APPROVAL_DOMAIN, self.record_bytes)).decode())
+        signature = sign(approver_key, APPROVAL_DOMAINS[self.record_version], self.record_bytes)
+        approval = Approval(public_b64(approver_key.public_key()), base64.b64encode(signature).decode())
         kept = tuple(a for a in self.approvals if a.public_key != approval.public_key)
         return SignedDeployment(self.record_bytes, self.authority_signature, kept + (approval,))
 
+    def _record_doc(self) -> Any:
+        def refuse(message: str, hint: str) -> SecurityError:
+            return SecurityError(f"deployment record bytes are not JSON ({message})", "the record is corrupt; ask the authority to reissue it")
+
+        return loads_strict(self.record_bytes, refuse)
+
+    @property
+    def record_version(self) -> int:
+        """The version the (unverified) record bytes state; it chooses the signing domains."""
+        doc = self._record_doc()
+        version = doc.get("version") if isinstance(doc, dict) else None
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise SecurityError(f"unknown deployment record version {version!r}",
+                                f"this edge-agent reads versions {', '.join(map(str, READABLE_VERSIONS))}; upgrade it")
+        return int(version)
+
     def unverified_record(self) -> DeploymentRecord:
         """Parse without checking signatures: only for display and retention decisions, never to authorise."""
-        try:
-            doc = json_loads(self.record_bytes.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise SecurityError("deployment record bytes are not JSON", "the record is corrupt; ask the authority to reissue it") from None
-        return DeploymentRecord.from_json(doc)
+        return DeploymentRecord.from_json(self._record_doc())
 
     def verify(self, authority_pub: Ed25519PublicKey) -> DeploymentRecord:
         try:
-            verify(authority_pub, AUTHORITY_DOMAIN, self.record_bytes, self.authority_signature)
+            verify(authority_pub, AUTHORITY_DOMAINS[self.record_version], self.record_bytes, self.authority_signature)
         except SignatureInvalid:
             raise SecurityError(
                 "deployment record signature is not valid for the pinned authority key (altered, or signed by another key)",
@@ -259,7 +290,8 @@ class SignedDeployment:
         except ConfigError as exc:  # signed, but not a valid record: refuse it as a security failure
             raise SecurityError(f"signed deployment record is invalid: {exc.message}", "the authority must reissue it") from None
         if record.canonical_bytes() != self.record_bytes:
-            raise SecurityError("deployment record is not in canonical form", "the authority must re-sign it with edge-agent")
+            encoding = "RFC 8785" if record.version in JCS_VERSIONS else "canonical JSON"
+            raise SecurityError(f"deployment record is not in canonical form ({encoding})", "the authority must re-sign it with edge-agent")
         return record
 
     def threshold_approved(self, approver_pubs: Sequence[Ed25519PublicKey], authority_pub: Ed25519PublicKey | None = None) -> bool:
@@ -267,12 +299,13 @@ class SignedDeployment:
         pinned = {public_raw(k) for k in approver_pubs}
         if authority_pub is not None:
             pinned.discard(public_raw(authority_pub))  # the second signature must come from a second key
+        domain = APPROVAL_DOMAINS[self.record_version]
         for approval in self.approvals:
             try:
                 key = ed25519_public_from_b64(approval.public_key)
                 if public_raw(key) not in pinned:
                     continue
-                verify(key, APPROVAL_DOMAIN, self.record_bytes, base64.b64decode(approval.signature, validate=True))
+                verify(key, domain, self.record_bytes, base64.b64decode(approval.signature, validate=True))
                 return True
             except (ValueError, SecurityError):
                 continue
@@ -281,7 +314,7 @@ class SignedDeployment:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": SIGNED_FORMAT,
-            "version": SIGNED_VERSION,
+            "version": SIGNED_VERSION_OF_RECORD[self.record_version],
             "record": base64.b64encode(self.record_bytes).decode("ascii"),
             "authority_signature": base64.b64encode(self.authority_signature).decode("ascii"),
             "approvals": [{"public_key": a.public_key, "signature": a.signature} for a in self.approvals],
@@ -289,30 +322,46 @@ class SignedDeployment:
 
     @classmethod
     def from_json(cls, doc: Any) -> "SignedDeployment":
+        """Version 1 carries records 1-2; version 2 carries record 3 and has exactly the documented fields."""
         if not isinstance(doc, dict) or doc.get("format") != SIGNED_FORMAT:
             raise SecurityError("not a signed deployment file", "see docs/formats/deployment.md")
-        if doc.get("version") != SIGNED_VERSION:
-            raise SecurityError(f"unknown signed deployment version {doc.get('version')!r}", f"this edge-agent reads version {SIGNED_VERSION}")
+        version = doc.get("version")
+        if isinstance(version, bool) or version not in READABLE_SIGNED_VERSIONS:
+            raise SecurityError(f"unknown signed deployment version {version!r}",
+                                f"this edge-agent reads versions {', '.join(map(str, READABLE_SIGNED_VERSIONS))}; upgrade it")
+        malformed = SecurityError("signed deployment file is malformed", "use the file exactly as issued by the authority")
+        if version >= 2 and (set(doc) != set(SIGNED_FIELDS) or not isinstance(doc["approvals"], list)
+                             or not all(isinstance(a, dict) and set(a) == {"public_key", "signature"} for a in doc["approvals"])):
+            raise malformed
         try:
             approvals = tuple(Approval(str(a["public_key"]), str(a["signature"])) for a in doc.get("approvals", []))
-            return cls(
+            signed = cls(
                 base64.b64decode(doc["record"], validate=True),
                 base64.b64decode(doc["authority_signature"], validate=True),
                 approvals,
             )
         except (KeyError, TypeError, ValueError):
-            raise SecurityError("signed deployment file is malformed", "use the file exactly as issued by the authority") from None
+            raise malformed from None
+        if SIGNED_VERSION_OF_RECORD[signed.record_version] != version:
+            raise SecurityError(f"signed deployment version {version} cannot carry a version {signed.record_version} record",
+                                "use the file exactly as issued by the authority")
+        return signed
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+        """The signed file's bytes (without the final newline a file adds): RFC 8785 from version 2."""
+        doc = self.to_json()
+        return jcs(doc) if doc["version"] >= 2 else canonical_json(doc)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "SignedDeployment":
-        try:
-            doc = json_loads(data.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise SecurityError("signed deployment is not JSON", "use the file exactly as issued by the authority") from None
-        return cls.from_json(doc)
+        def refuse(message: str, hint: str) -> SecurityError:
+            return SecurityError(f"signed deployment is not JSON ({message})", "use the file exactly as issued by the authority")
+
+        doc = loads_strict(data, refuse)
+        signed = cls.from_json(doc)
+        if doc["version"] >= 2 and jcs(doc) != bytes(data).removesuffix(b"\n"):
+            raise SecurityError("signed deployment file is not in canonical form (RFC 8785)", "use the file exactly as issued by the authority")
+        return signed
 
     @classmethod
     def load(cls, path: Path) -> "SignedDeployment":

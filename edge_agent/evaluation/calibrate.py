@@ -3,7 +3,9 @@ keeps expected false alerts within the authorised budget.
 
 Conservative by construction: the FPIR that must fit the budget is the *upper* 95 % Wilson bound,
 not the point estimate, so a small evaluation cannot certify a tight budget by luck. Output is the
-``edge-agent-calibration`` v1 record (docs/formats/calibration.md) that a deployment can cite.
+``edge-agent-calibration`` record (docs/formats/calibration.md) that a deployment can cite by the
+SHA-256 of its file. Version 2 (written now) is that file's one spelling: the RFC 8785 bytes of the
+record and a line feed, with the one timestamp form; version 1 (indented JSON) is still read.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.crypto.canonical import jcs
 from edge_agent.errors import EdgeAgentError
 from edge_agent.evaluation import metrics
 from edge_agent.evaluation.identification import IdentificationScores
 from edge_agent.evaluation.metrics import Rate
+from edge_agent.timestamps import format_timestamp
 from edge_agent.version import tool_version
 
 CALIBRATION_FORMAT = "edge-agent-calibration"
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
+READABLE_CALIBRATION_VERSIONS = (1, 2)
 #: Thresholds are rounded *up* to this many decimals: readable, and never more permissive.
 THRESHOLD_DECIMALS = 4
 
@@ -97,7 +102,7 @@ def calibrate(scores: IdentificationScores, budget: Budget, watchlist_size: int,
     record: dict[str, Any] = {
         "format": CALIBRATION_FORMAT,
         "version": CALIBRATION_VERSION,
-        "created_at": now.isoformat(),
+        "created_at": format_timestamp(now),
         "tool_version": tool_version(),
         "evaluation_report_sha256": evaluation_sha256,
         "evaluation_set_sha256": evaluation_set_sha256,
@@ -134,3 +139,10 @@ def calibrate(scores: IdentificationScores, budget: Budget, watchlist_size: int,
         "reason": f"FPIR upper bound {fpir.upper:.3g} <= budget {budget.rate:.3g} at {threshold:g}",
     })
     return record
+
+
+def encode_calibration(record: dict[str, Any]) -> bytes:
+    """The report file's exact bytes (version 2): ``jcs(record) + b"\\n"``. Its SHA-256 is the
+    ``report_sha256`` a deployment cites, so this is the only spelling ``calibrate`` writes or a
+    deployment accepts."""
+    return jcs(record) + b"\n"

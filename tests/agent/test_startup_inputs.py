@@ -11,6 +11,7 @@ import pytest
 
 from edge_agent.agent.config import load_config
 from edge_agent.agent.runner import check_mode, run_agent
+from edge_agent.crypto.canonical import jcs
 from edge_agent.demo import live
 from edge_agent.demo.live import provision_site
 from edge_agent.demo.scenes import write_walk_past_video
@@ -27,7 +28,7 @@ def _corrupt_signature(path, how: str) -> None:
     else:  # well-formed (64 bytes) but zero
         signature = bytearray(64)
     doc["authority_signature"] = base64.b64encode(bytes(signature)).decode()
-    path.write_text(json.dumps(doc))
+    path.write_bytes(jcs(doc) + b"\n")  # still the file's one spelling (signed-file version 2): only the signature is wrong
 
 
 @pytest.mark.parametrize("how", ["flipped", "zeroed"])

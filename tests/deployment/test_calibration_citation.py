@@ -20,6 +20,7 @@ from deployment_helpers import write_spec
 
 from edge_agent.cli.main import main
 from edge_agent.control_room.store import AlertStore
+from edge_agent.crypto.canonical import jcs
 from edge_agent.crypto.keyfiles import write_public_key
 from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, CalibrationCitation, read_calibration_report
 from edge_agent.deployment.errors import CalibrationMismatch, ThresholdApprovalMissing
@@ -30,8 +31,10 @@ from edge_agent.deployment.policy import (
 )
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.errors import ConfigError
+from edge_agent.evaluation.calibrate import encode_calibration
 from edge_agent.evaluation.dataset import scan_dataset
 from edge_agent.identity.keys import load_authority_public
+from edge_agent.timestamps import parse_timestamp
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TESTS = Path(__file__).resolve().parents[1]
@@ -72,6 +75,27 @@ def test_old_v1_signed_record_still_verifies():
     doc["calibration"] = {"basis": "provisional_default", "default_threshold": 0.55}
     with pytest.raises(ConfigError, match="unknown fields calibration"):
         DeploymentRecord.from_json(doc)
+
+
+def test_old_v2_signed_record_still_verifies_and_keeps_its_domains(tmp_path, capsys):
+    """golden/deployment-v2.signed.json was signed by the version 2 code (canonical_json, domain
+    ``deployment v1``, signed-file version 1): it keeps verifying, approved, through the API and the CLI."""
+    path = GOLDEN / "deployment-v2.signed.json"
+    signed = SignedDeployment.load(path)
+    assert signed.to_bytes() + b"\n" == path.read_bytes()  # re-written exactly as signed (signed-file version 1)
+    record = signed.verify(_pub(V1_AUTHORITY))
+    assert (record.version, record.calibration.threshold, record.alert_threshold) == (2, 0.5812, 0.57)
+    assert record.canonical_bytes() == signed.record_bytes
+    during = record.start + timedelta(hours=1)
+    with pytest.raises(ThresholdApprovalMissing):
+        authorise(signed, _pub(V1_AUTHORITY), "cam-01", during, model_identity=record.calibration.model)
+    assert authorise(signed, _pub(V1_AUTHORITY), "cam-01", during, [_pub(V1_APPROVER)], model_identity=record.calibration.model) == record
+    write_public_key(tmp_path / "authority.pub", _pub(V1_AUTHORITY))
+    write_public_key(tmp_path / "approver.pub", _pub(V1_APPROVER))
+    capsys.readouterr()
+    assert main(["deployment", "verify", str(path), "--authority-pub", str(tmp_path / "authority.pub"),
+                 "--approver-pub", str(tmp_path / "approver.pub")]) == 0
+    assert "record version 2" in capsys.readouterr().out
 
 
 def test_old_v1_record_verifies_through_the_cli(tmp_path, capsys):
@@ -181,9 +205,34 @@ def test_reports_that_cannot_be_cited_are_refused(synthetic_report, tmp_path):
     ]
     for bad, message in cases:
         path = tmp_path / "bad.json"
-        path.write_text(json.dumps(bad))
+        path.write_bytes(encode_calibration(bad))
         with pytest.raises(ConfigError, match=message):
             read_calibration_report(path)
+    # version 2 has one spelling, so one SHA-256: the same report re-indented, re-ordered or without its line feed is refused
+    for spelling in (json.dumps(doc, indent=1).encode() + b"\n", json.dumps(doc).encode(), encode_calibration(doc)[:-1]):
+        path.write_bytes(spelling)
+        with pytest.raises(ConfigError, match="not in its one spelling"):
+            read_calibration_report(path)
+    path.write_bytes(encode_calibration(doc))
+    assert read_calibration_report(path).report_sha256 == hashlib.sha256(synthetic_report.read_bytes()).hexdigest()
+
+
+def test_calibrate_writes_version_2_as_its_one_spelling(synthetic_report):
+    """The file calibrate writes is exactly jcs(report) + LF, with the one timestamp form: what docs/formats/calibration.md defines."""
+    data = synthetic_report.read_bytes()
+    doc = json.loads(data)
+    assert doc["version"] == 2 and data == jcs(doc) + b"\n"
+    assert parse_timestamp(doc["created_at"])
+
+
+def test_version_1_calibration_report_is_still_cited():
+    """golden/calibration-v1.json was written by the version 1 calibrate (indented JSON); it is hashed as it is."""
+    path = GOLDEN / "calibration-v1.json"
+    doc = json.loads(path.read_bytes())
+    assert doc["version"] == 1 and path.read_bytes() != encode_calibration(doc)
+    citation = read_calibration_report(path)
+    assert citation.report_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (citation.threshold, citation.created_at, citation.budget_text) == (0.788, "2026-11-22T12:00:00+00:00", "1/20")
 
 
 def test_a_spec_cannot_write_its_own_calibration_section(tmp_path, capsys):
@@ -199,7 +248,7 @@ def test_without_a_calibration_the_record_says_provisional_and_show_warns(tmp_pa
                  "--authority-key", str(tmp_path / "auth"), "--out", str(tmp_path / "dep.json")]) == 0
     assert "warning:" in capsys.readouterr().err
     doc = json.loads(_signed(tmp_path / "dep.json").record_bytes)
-    assert doc["version"] == 2
+    assert doc["version"] == 3
     assert doc["calibration"] == {"basis": "provisional_default", "default_threshold": CALIBRATED_DEFAULT_THRESHOLD}
     assert doc["false_alert_budget"] == 1 / 6000
     assert main(["deployment", "show", str(tmp_path / "dep.json"), "--authority-pub", str(tmp_path / "auth")]) == 0
@@ -276,7 +325,7 @@ def test_real_calibration_is_cited_verified_loaded_audited_and_reported(real_cal
 
     # the report altered after it was cited (a looser budget written in): detected by its hash
     tampered = t / "tampered.json"
-    tampered.write_text(report_path.read_text().replace('"text": "1/4"', '"text": "1/2"'))
+    tampered.write_text(report_path.read_text().replace('"text":"1/4"', '"text":"1/2"'))
     assert tampered.read_bytes() != report_path.read_bytes()
     assert main(["deployment", "verify", str(t / "dep.json"), "--authority-pub", str(t / "auth"), "--calibration", str(tampered)]) == 2
     err = capsys.readouterr().err

@@ -3,6 +3,7 @@ or lowering the threshold without a pinned approver's signature."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -16,7 +17,9 @@ from edge_agent.deployment import calibration
 from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD, CITATION_FIELDS, CalibrationCitation
 from edge_agent.deployment.errors import DeploymentExpired, DeploymentNotStarted, DeviceNotInDeployment, ThresholdApprovalMissing
 from edge_agent.deployment.policy import authorise
-from edge_agent.deployment.record import RECORD_FIELDS, V2_FIELDS, DeploymentRecord, SignedDeployment, default_silent
+from edge_agent.deployment.record import RECORD_FIELDS, V2_FIELDS, Approval, DeploymentRecord, SignedDeployment, default_silent
+from edge_agent.crypto.canonical import canonical_json, jcs
+from edge_agent.crypto.signing import DEPLOYMENT_V1, DEPLOYMENT_V3, THRESHOLD_APPROVAL_V1, sign
 from edge_agent.errors import ConfigError, SecurityError
 
 START = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
@@ -64,9 +67,7 @@ def test_edited_record_refused(authority):
     signed = SignedDeployment.sign(make_record(), authority)
     doc = json.loads(signed.record_bytes)
     doc["alert_threshold"] = 0.3
-    from edge_agent.crypto.canonical import canonical_json
-
-    forged = dataclasses.replace(signed, record_bytes=canonical_json(doc))
+    forged = dataclasses.replace(signed, record_bytes=jcs(doc))
     with pytest.raises(SecurityError, match="signature is not valid"):
         forged.verify(authority.public_key())
 
@@ -207,8 +208,8 @@ def test_golden_canonical_bytes():
 
 def test_golden_canonical_bytes_v2():
     """Pins version 2 with both threshold bases; the documented examples are these bytes."""
-    provisional = make_record()
-    cited = make_record(calibration=CITATION, false_alert_budget=1 / 6000)
+    provisional = make_record(version=2)
+    cited = make_record(calibration=CITATION, false_alert_budget=1 / 6000, version=2)
     assert provisional.canonical_bytes() == GOLDEN_V2_PROVISIONAL.encode()
     assert cited.canonical_bytes() == GOLDEN_V2_CITED.encode()
     for golden, record in ((GOLDEN_V2_PROVISIONAL, provisional), (GOLDEN_V2_CITED, cited)):
@@ -224,12 +225,142 @@ def test_doc_lists_every_field():
 
 
 def test_signed_but_invalid_record_is_a_security_refusal(authority):
-    from edge_agent.crypto.canonical import canonical_json
-    from edge_agent.deployment.record import AUTHORITY_DOMAIN
-
     doc = make_record().to_json()
     doc["mode"] = "everything"
-    data = canonical_json(doc)
-    signed = SignedDeployment(data, authority.sign(AUTHORITY_DOMAIN + data))
+    data = jcs(doc)
+    signed = SignedDeployment(data, sign(authority, DEPLOYMENT_V3, data))
     with pytest.raises(SecurityError, match="invalid.*mode"):
         signed.verify(authority.public_key())
+
+
+# --- version 3: RFC 8785, the one timestamp form, its own domains, signed-file version 2 -------------
+
+GOLDEN_V3_PROVISIONAL = GOLDEN_V2_PROVISIONAL.replace('"version":2', '"version":3').replace(':00Z"', ':00.000Z"')
+#: Citing a version 2 calibration report, whose created_at is in the one form (the citation copies it as the report wrote it).
+CITATION_V2_REPORT = dataclasses.replace(CITATION, created_at="2026-11-20T12:00:00.000Z")
+GOLDEN_V3_CITED = GOLDEN_V2_CITED.replace('"version":2', '"version":3').replace(':00Z"', ':00.000Z"').replace("12:00:00+00:00", "12:00:00.000Z")
+
+
+def test_golden_canonical_bytes_v3():
+    """Version 3 is RFC 8785 with the one timestamp form; the documented examples are these bytes (and
+    for these values RFC 8785 and the old encoding agree on everything but the version and times)."""
+    provisional = make_record()
+    cited = make_record(calibration=CITATION_V2_REPORT, false_alert_budget=1 / 6000)
+    assert provisional.version == cited.version == 3
+    assert provisional.canonical_bytes() == GOLDEN_V3_PROVISIONAL.encode() == jcs(json.loads(GOLDEN_V3_PROVISIONAL))
+    assert cited.canonical_bytes() == GOLDEN_V3_CITED.encode() == jcs(json.loads(GOLDEN_V3_CITED))
+    for golden, record in ((GOLDEN_V3_PROVISIONAL, provisional), (GOLDEN_V3_CITED, cited)):
+        assert DeploymentRecord.from_json(json.loads(golden)) == record
+        assert golden in DOCS.read_text()
+
+
+def test_v3_numbers_are_written_as_rfc_8785_not_python():
+    """Where the two encodings differ (1e-07 vs 1e-7), version 3 follows RFC 8785 and version 2 keeps Python's form."""
+    v3 = make_record(false_alert_budget=1e-7)
+    v2 = make_record(false_alert_budget=1e-7, version=2)
+    assert b'"false_alert_budget":1e-7,' in v3.canonical_bytes()
+    assert b'"false_alert_budget":1e-07,' in v2.canonical_bytes()
+    assert DeploymentRecord.from_json(json.loads(v3.canonical_bytes())) == v3
+
+
+def test_v3_is_signed_under_its_own_domain_in_signed_file_version_2(authority):
+    record = make_record()
+    signed = SignedDeployment.sign(record, authority)
+    authority.public_key().verify(signed.authority_signature, b"edge-agent deployment v3\x00" + record.canonical_bytes())
+    doc = json.loads(signed.to_bytes())
+    assert doc["version"] == 2 and signed.to_bytes() == jcs(doc)
+    # the same bytes signed under the version 1 domain (what records 1-2 use) do not verify as version 3
+    moved = SignedDeployment(signed.record_bytes, sign(authority, DEPLOYMENT_V1, signed.record_bytes))
+    with pytest.raises(SecurityError, match="signature is not valid"):
+        moved.verify(authority.public_key())
+    # and a version 2 record keeps the version 1 domain and signed-file version 1
+    old = SignedDeployment.sign(make_record(version=2), authority)
+    authority.public_key().verify(old.authority_signature, DEPLOYMENT_V1 + old.record_bytes)
+    assert json.loads(old.to_bytes())["version"] == 1 and old.to_bytes() == canonical_json(old.to_json())
+
+
+@pytest.mark.parametrize("spelling", [
+    lambda doc: json.dumps(doc, sort_keys=True).encode(),  # whitespace
+    lambda doc: json.dumps(doc, separators=(",", ":")).encode(),  # keys not sorted
+    lambda doc: jcs(doc).replace(b'"alert_threshold":0.6', b'"alert_threshold":6e-1'),  # another number spelling
+    lambda doc: canonical_json({**doc, "false_alert_budget": 1e-7}),  # Python's exponent form
+    lambda doc: jcs(doc).replace(b'{"alert_threshold":0.6', b'{"alert_threshold":0.6,"alert_threshold":0.6', 1),  # duplicate member
+])
+def test_v3_record_whose_bytes_are_not_rfc_8785_is_refused_even_when_signed(authority, spelling):
+    """A receiver refuses a validly signed version 3 record unless its bytes are exactly the RFC 8785 encoding."""
+    data = spelling(make_record().to_json())
+    signed = SignedDeployment(data, sign(authority, DEPLOYMENT_V3, data))
+    with pytest.raises(SecurityError, match="canonical form \\(RFC 8785\\)|not JSON"):
+        signed.verify(authority.public_key())
+
+
+@pytest.mark.parametrize("start", ["2026-11-22T08:00:00Z", "2026-11-22T08:00:00+00:00", "2026-11-22T08:00:00.000000Z"])
+def test_v3_record_holds_only_the_one_timestamp_form(authority, start):
+    doc = {**make_record().to_json(), "start": start}
+    data = jcs(doc)
+    with pytest.raises(SecurityError, match="milliseconds"):
+        SignedDeployment(data, sign(authority, DEPLOYMENT_V3, data)).verify(authority.public_key())
+    # a spec (authoring) may write any UTC form; the record it makes holds the one form
+    assert DeploymentRecord.from_json(doc, fill_defaults=True).to_json()["start"] == "2026-11-22T08:00:00.000Z"
+
+
+def test_v3_times_are_held_to_the_millisecond(authority):
+    record = make_record(start=START + timedelta(microseconds=123456))
+    assert record.start == START + timedelta(microseconds=123000)
+    assert SignedDeployment.sign(record, authority).verify(authority.public_key()) == record
+
+
+def test_v3_approval_is_made_and_checked_under_the_v3_approval_domain(authority):
+    approver = Ed25519PrivateKey.generate()
+    signed = SignedDeployment.sign(make_record(alert_threshold=0.5), authority)
+    approved = signed.approve(approver)
+    signature = base64.b64decode(approved.approvals[0].signature)
+    approver.public_key().verify(signature, b"edge-agent threshold-approval v3\x00" + signed.record_bytes)
+    assert approved.threshold_approved([approver.public_key()], authority.public_key())
+    # an approval over the same bytes under the version 1 approval domain does not count for version 3
+    old_style = Approval(approved.approvals[0].public_key, base64.b64encode(sign(approver, THRESHOLD_APPROVAL_V1, signed.record_bytes)).decode())
+    assert not dataclasses.replace(signed, approvals=(old_style,)).threshold_approved([approver.public_key()], authority.public_key())
+
+
+def test_signed_file_version_2_is_refused_unless_canonical_and_matching_its_record(authority):
+    signed = SignedDeployment.sign(make_record(), authority)
+    doc = signed.to_json()
+    assert SignedDeployment.from_bytes(jcs(doc) + b"\n") == signed  # the file form: JCS and a final line feed
+    with pytest.raises(SecurityError, match="not in canonical form"):
+        SignedDeployment.from_bytes(json.dumps(doc, indent=1).encode())
+    with pytest.raises(SecurityError, match="malformed"):
+        SignedDeployment.from_bytes(jcs({**doc, "note": "x"}))
+    with pytest.raises(SecurityError, match="cannot carry a version 3 record"):
+        SignedDeployment.from_bytes(jcs({**doc, "version": 1}))
+    old = SignedDeployment.sign(make_record(version=2), authority).to_json()
+    with pytest.raises(SecurityError, match="cannot carry a version 2 record"):
+        SignedDeployment.from_json({**old, "version": 2})
+    with pytest.raises(SecurityError, match="unknown signed deployment version 3"):
+        SignedDeployment.from_json({**doc, "version": 3})
+
+
+def test_cli_create_sign_and_approve_write_version_3(tmp_path, capsys):
+    """deployment create (unsigned), sign and approve: the record is version 3 in signed-file version 2, all RFC 8785."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from deployment_helpers import write_spec
+
+    from edge_agent.cli.main import main
+
+    assert main(["keys", "init-authority", str(tmp_path / "auth")]) == 0
+    assert main(["keys", "init-approver", str(tmp_path / "appr")]) == 0
+    spec = write_spec(tmp_path / "spec.json", alert_threshold=0.5)
+    assert main(["deployment", "create", "--spec", str(spec), "--out", str(tmp_path / "rec.json")]) == 0
+    unsigned = (tmp_path / "rec.json").read_bytes()
+    assert unsigned == jcs(json.loads(unsigned)) + b"\n" and json.loads(unsigned)["version"] == 3
+    assert main(["deployment", "sign", str(tmp_path / "rec.json"), "--authority-key", str(tmp_path / "auth"), "--out", str(tmp_path / "dep.json")]) == 0
+    assert main(["deployment", "approve", str(tmp_path / "dep.json"), "--approver-key", str(tmp_path / "appr")]) == 0
+    data = (tmp_path / "dep.json").read_bytes()
+    doc = json.loads(data)
+    assert data == jcs(doc) + b"\n" and doc["version"] == 2 and len(doc["approvals"]) == 1
+    assert base64.b64decode(doc["record"]) == unsigned[:-1]
+    capsys.readouterr()
+    assert main(["deployment", "verify", str(tmp_path / "dep.json"), "--authority-pub", str(tmp_path / "auth"),
+                 "--approver-pub", str(tmp_path / "appr")]) == 0
+    assert "record version 3" in capsys.readouterr().out

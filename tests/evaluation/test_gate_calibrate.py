@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from edge_agent.evaluation.calibrate import (
     CalibrationError,
     calibrate,
     choose_scores,
+    encode_calibration,
     max_errors_within,
     parse_budget,
     searches_needed,
@@ -124,9 +126,12 @@ def test_calibration_record_matches_the_documented_golden():
     model = {"detector_sha256": "d" * 64, "aligner": "arcface112-umeyama-eyes-nose-mouthcentre-v1", "embedder_sha256": "e" * 64}
     record = calibrate(scores, parse_budget("1/20"), 10, 1000, NOW, "ab" * 32, model, "ef" * 32)
     doc = (Path(__file__).resolve().parents[2] / "docs" / "formats" / "calibration.md").read_text()
-    golden = json.loads(doc.split("## Example (golden)", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    section = doc.split("## Example (golden)", 1)[1]
+    golden = section.split("```json\n", 1)[1].split("\n```", 1)[0].encode() + b"\n"
     assert record["tool_version"] == tool_version()
-    assert json.loads(json.dumps({**record, "tool_version": golden["tool_version"]})) == golden
+    data = encode_calibration({**record, "tool_version": json.loads(golden)["tool_version"]})
+    assert data == golden  # byte for byte: the file calibrate writes, and what report_sha256 hashes
+    assert hashlib.sha256(golden).hexdigest() in section
     # the upper bound is the one that had to fit, and it is what the record states
     assert record["fpir_upper95"] == record["fpir"]["ci95"][1] <= 1 / 20
     assert record["mated_searches"] == 20 and record["nonmated_searches"] == 200

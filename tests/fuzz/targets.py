@@ -70,12 +70,12 @@ def make_world() -> World:
 
     authority = Ed25519PrivateKey.generate()
     citation = CalibrationCitation(
-        report_sha256="ab" * 32, created_at="2026-11-20T12:00:00+00:00", tool_version="edge_agent 0.1.0",
+        report_sha256="ab" * 32, created_at="2026-11-20T12:00:00.000Z", tool_version="edge_agent 0.1.0",
         evaluation_report_sha256="cd" * 32, evaluation_set_sha256="ef" * 32, **MODEL,
         budget=1 / 6000, budget_text="1/6000", watchlist_size=2000, evaluated_watchlist_size=10000, threshold=0.58,
         fpir_upper95=0.000162, nonmated_searches=300000, mated_searches=1000,
     )
-    record = DeploymentRecord(
+    record = DeploymentRecord(  # version 3 (RFC 8785), the version written now
         deployment_id="DEP-2026-0042", authorising_officer="Supt A. Example", purpose="Locate people wanted on warrant",
         legal_basis="Common law policing powers; DPA 2018 s35", location="Example Street", location_rationale="Intelligence",
         start=START, end=END, dpia_ref="DPIA-1", equality_impact_ref="EIA-1", mode="LFR", platform="fixed", silent=False,
@@ -230,8 +230,11 @@ def deployment_file(world: World) -> Target:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+
     approver = Ed25519PrivateKey.generate()
-    seeds = [world.deployment.to_bytes(), world.deployment.approve(approver).to_bytes()]
+    legacy = SignedDeployment.sign(DeploymentRecord(**{**world.record.__dict__, "version": 2}), world.authority)  # signed-file version 1
+    seeds = [world.deployment.to_bytes(), world.deployment.approve(approver).to_bytes(), legacy.approve(approver).to_bytes()]
     return Target("deployment_file", "deployment/record.py SignedDeployment.from_bytes + verify", seeds, _allowed(SecurityError)(run))
 
 
@@ -240,18 +243,23 @@ def deployment_signed(world: World) -> Target:
     the calibration section and the policy."""
     from edge_agent.crypto.signing import sign
     from edge_agent.deployment.policy import authorise
-    from edge_agent.deployment.record import AUTHORITY_DOMAIN, DeploymentRecord, SignedDeployment
+    from edge_agent.deployment.record import AUTHORITY_DOMAINS, DEPLOYMENT_VERSION, DeploymentRecord, SignedDeployment
     from edge_agent.errors import SecurityError
 
     def run(data: bytes) -> None:
-        signed = SignedDeployment(data, sign(world.authority, AUTHORITY_DOMAIN, data))
+        try:  # signed under the domain of the version the bytes state, as the authority would
+            version = SignedDeployment(data, b"").record_version
+        except SecurityError:
+            version = DEPLOYMENT_VERSION
+        signed = SignedDeployment(data, sign(world.authority, AUTHORITY_DOMAINS[version], data))
         record = signed.verify(world.authority.public_key())
         assert record.canonical_bytes() == data
         authorise(signed, world.authority.public_key(), DEVICE, DURING, (), MODEL)
         signed.unverified_record()
 
     v1 = DeploymentRecord(**{**world.record.__dict__, "version": 1, "calibration": None, "false_alert_budget": None})
-    seeds = [world.deployment.record_bytes, v1.canonical_bytes(), SignedDeployment.sign(
+    v2 = DeploymentRecord(**{**world.record.__dict__, "version": 2})
+    seeds = [world.deployment.record_bytes, v1.canonical_bytes(), v2.canonical_bytes(), SignedDeployment.sign(
         DeploymentRecord(**{**world.record.__dict__, "calibration": _provisional()}), world.authority).record_bytes]
     return Target("deployment_signed", "deployment/record.py DeploymentRecord.from_json + calibration section (re-signed)", seeds,
                   _allowed(SecurityError)(run))
@@ -270,7 +278,7 @@ def calibration_report(world: World) -> Target:
 
     from edge_agent.deployment.calibration import read_calibration_report
     from edge_agent.errors import ConfigError
-    from edge_agent.evaluation.calibrate import calibrate, parse_budget
+    from edge_agent.evaluation.calibrate import calibrate, encode_calibration, parse_budget
     from edge_agent.evaluation.identification import IdentificationScores
 
     rng = np.random.default_rng(1)
@@ -278,7 +286,9 @@ def calibration_report(world: World) -> Target:
     seeds = []
     for budget in ("1/20", "1/6000"):  # the second cannot be supported: recommended_threshold is null
         record = calibrate(scores, parse_budget(budget), 10, 1000, START, "ab" * 32, dict(MODEL), "cd" * 32)
-        seeds.append((json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
+        seeds.append(encode_calibration(record))  # version 2: RFC 8785 and a line feed
+        legacy = {**record, "version": 1, "created_at": START.isoformat()}  # version 1, as the older calibrate wrote it
+        seeds.append((json.dumps(legacy, indent=1, allow_nan=False) + "\n").encode())
     path = world.scratch / "calibration.json"
 
     def run(data: bytes) -> None:

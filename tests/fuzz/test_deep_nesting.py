@@ -22,7 +22,7 @@ from edge_agent.control_room.references import parse_references
 from edge_agent.control_room.report import DeploymentReportError, read_audit
 from edge_agent.control_room.store import AlertStore
 from edge_agent.deployment.calibration import read_calibration_report
-from edge_agent.deployment.record import AUTHORITY_DOMAIN, SignedDeployment
+from edge_agent.deployment.record import AUTHORITY_DOMAINS, DEPLOYMENT_VERSION, SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.events.mqtt_connection import BrokerConfig
 from edge_agent.events.schema import EventFormatError, parse_payload
@@ -82,7 +82,7 @@ def test_signed_deployment_file_and_record_bytes():
         SignedDeployment.from_bytes(DEEP_JSON.encode())
     authority = Ed25519PrivateKey.generate()
     record = DEEP_OBJECT.encode()
-    signed = SignedDeployment(record, authority.sign(AUTHORITY_DOMAIN + record))  # genuinely signed, still refused
+    signed = SignedDeployment(record, authority.sign(AUTHORITY_DOMAINS[DEPLOYMENT_VERSION] + record))  # genuinely signed, still refused
     with pytest.raises(SecurityError):
         signed.verify(authority.public_key())
     with pytest.raises(SecurityError):

@@ -116,10 +116,18 @@ def test_a_real_demo_verifies_from_the_docs_alone(demo):
     with pytest.raises(Refused):  # positive control: an edited record is caught
         verifier.verify_audit_log(audit.replace(b'"kind":"alert_raised"', b'"kind":"alert_raisex"', 1), device_pub)
     authority_pub = verifier.pem_ed25519_public((workdir / "authority" / "authority_ed25519.pub").read_text())
+    pushed, _ = verifier.verify_deployment((workdir / "deployment.json").read_bytes(), authority_pub)  # the record pushed to the device
+    assert pushed["version"] == 3 and device_id in pushed["device_ids"]
     device_seal_key = verifier.pem_x25519_private(next((workdir / "fleet").rglob("device_x25519.key")).read_text())
     package = next((workdir / "state").rglob("*.eawl")).read_bytes()
     header, entries, template_bytes = verifier.open_watchlist(package, authority_pub, device_id, device_seal_key)
     assert header["entry_count"] == len(entries) == 2
+    embedded, _ = verifier.verify_deployment(header["deployment"], authority_pub)  # the one the watchlist is bound to
+    assert embedded == pushed and header["deployment_id"] == pushed["deployment_id"]
+    with pytest.raises(Refused, match="bad_signature"):  # positive control: the embedded record edited
+        tampered = json.loads(base64.b64decode(header["deployment"]["record"]))
+        tampered["alert_threshold"] = 0.3
+        verifier.verify_deployment({**header["deployment"], "record": base64.b64encode(verifier.jcs(tampered)).decode()}, authority_pub)
     assert template_bytes == header["template_count"] * header["dim"] * 4
     with pytest.raises(Refused, match="bad_signature"):
         verifier.open_watchlist(package[:100] + bytes([package[100] ^ 1]) + package[101:], authority_pub, device_id, device_seal_key)
@@ -182,10 +190,40 @@ def test_vectors_verify_without_our_code():
     v = _vectors("watchlist.json")
     authority = bytes.fromhex(v["authority_public_key_hex"])
     record = v["deployment"]["record"].encode()
-    verifier.ed25519_verify(authority, b"edge-agent deployment v1\x00" + record, bytes.fromhex(v["deployment"]["authority_signature_hex"]))
+    verifier.ed25519_verify(authority, b"edge-agent deployment v3\x00" + record, bytes.fromhex(v["deployment"]["authority_signature_hex"]))
+    assert verifier.verify_deployment(v["deployment"]["signed_file"].encode(), authority)[0] == json.loads(record)
     for x in v["valid"]:
         header, entries, template_bytes = verifier.open_watchlist(base64.b64decode(x["package_b64"]), authority, v["device_id"], bytes.fromhex(v["device_x25519_private_hex"]))
         assert [e["subject_ref"] for e in entries] == x["entries"] and template_bytes == x["template_count"] * x["dim"] * 4
+        embedded, _ = verifier.verify_deployment(header["deployment"], authority)  # the package's own copy, from the doc alone
+        assert embedded == json.loads(record) and embedded["deployment_id"] == header["deployment_id"]
     for x in v["invalid"]:
         with pytest.raises(Refused):
             verifier.open_watchlist(base64.b64decode(x["package_b64"]), authority, v["device_id"], bytes.fromhex(v["device_x25519_private_hex"]))
+
+
+def test_deployment_and_calibration_vectors_verify_without_our_code():
+    v = _vectors("deployment.json")
+    authority, approver = bytes.fromhex(v["authority_public_key_hex"]), bytes.fromhex(v["approver_public_key_hex"])
+    for x in v["valid"]:
+        record, approved = verifier.verify_deployment(x["signed_file"].encode(), authority, (approver,))
+        assert verifier.jcs(record) == x["record"].encode() or record["version"] < 3
+        assert approved == x["approved"], x["name"]
+        assert bytes.fromhex(x["authority_signed_bytes_hex"]).endswith(x["record"].encode())
+    assert verifier.verify_deployment(v["valid"][0]["signed_file"].encode(), authority, (authority,))[1] is False  # the authority cannot approve itself
+    for x in v["invalid"]:
+        if x["reason"] == "approval_invalid":
+            assert verifier.verify_deployment(x["signed_file"].encode(), authority, (approver,))[1] is False
+            continue
+        with pytest.raises(Refused, match=x["reason"]):
+            verifier.verify_deployment(x["signed_file"].encode(), authority, (approver,))
+
+    c = _vectors("calibration.json")
+    for x in c["valid"]:
+        assert verifier.read_calibration_report(base64.b64decode(x["file_b64"]))[1] == x["report_sha256"]
+    for x in c["invalid"]:
+        with pytest.raises(Refused, match=x["reason"]):
+            verifier.read_calibration_report(base64.b64decode(x["file_b64"]))
+    # the cited record names the calibration vector's report by the SHA-256 of its bytes
+    cited, _ = verifier.verify_deployment(v["valid"][1]["signed_file"].encode(), authority)
+    assert cited["calibration"]["report_sha256"] == c["valid"][0]["report_sha256"]

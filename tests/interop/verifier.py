@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import math
+import re
 import struct
 from typing import Any
 
@@ -290,3 +291,62 @@ def open_watchlist(package: bytes, authority_public_raw: bytes, device_id: str, 
     (meta_len,) = struct.unpack_from(">I", plaintext, 0)
     meta = strict_json(plaintext[4 : 4 + meta_len])
     return header, meta["entries"], len(plaintext) - 4 - meta_len
+
+
+# deployment.md: the record version picks the encoding, the domains and the signed-file version
+DEPLOYMENT_DOMAINS = {
+    1: (b"edge-agent deployment v1\x00", b"edge-agent threshold-approval v1\x00"),
+    2: (b"edge-agent deployment v1\x00", b"edge-agent threshold-approval v1\x00"),
+    3: (b"edge-agent deployment v3\x00", b"edge-agent threshold-approval v3\x00"),
+}
+SIGNED_FILE_VERSION = {1: 1, 2: 1, 3: 2}
+SIGNED_FILE_FIELDS = {"format", "version", "record", "authority_signature", "approvals"}
+ONE_TIMESTAMP_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def verify_deployment(signed: bytes | dict, authority_public_raw: bytes, approver_publics: tuple[bytes, ...] = ()) -> tuple[dict, bool]:
+    """deployment.md: a signed-deployment file (bytes) or the object a watchlist header embeds.
+    Returns (record, whether a pinned approver other than the authority approved it)."""
+    if isinstance(signed, bytes):
+        doc = strict_json(signed)
+        if isinstance(doc, dict) and doc.get("version") == 2 and jcs(doc) != signed.removesuffix(b"\n"):
+            raise Refused("non_canonical", "signed-file version 2")
+    else:
+        doc = signed
+    if not isinstance(doc, dict) or doc.get("format") != "edge-agent-signed-deployment" or doc.get("version") not in (1, 2):
+        raise Refused("malformed", "not a signed deployment")
+    if doc["version"] == 2 and (set(doc) != SIGNED_FILE_FIELDS or not all(isinstance(a, dict) and set(a) == {"public_key", "signature"} for a in doc["approvals"])):
+        raise Refused("malformed", "signed-file version 2 members")
+    record_bytes = b64(doc["record"])
+    record = strict_json(record_bytes)
+    version = record.get("version") if isinstance(record, dict) else None
+    if version not in DEPLOYMENT_DOMAINS or SIGNED_FILE_VERSION[version] != doc["version"]:
+        raise Refused("version_mismatch", f"signed-file {doc['version']} with record {version!r}")
+    authority_domain, approval_domain = DEPLOYMENT_DOMAINS[version]
+    ed25519_verify(authority_public_raw, authority_domain + record_bytes, b64(doc["authority_signature"]))
+    if (jcs if version == 3 else python_canonical)(record) != record_bytes:
+        raise Refused("non_canonical", f"record version {version}")
+    if record.get("format") != "edge-agent-deployment":
+        raise Refused("malformed", "not a deployment record")
+    if version == 3 and not all(isinstance(record.get(k), str) and ONE_TIMESTAMP_FORM.fullmatch(record[k]) for k in ("start", "end")):
+        raise Refused("timestamp_form", "start/end")
+    approved = False
+    for approval in doc.get("approvals", []):
+        key = b64(approval["public_key"])
+        if key in approver_publics and key != authority_public_raw:
+            try:
+                ed25519_verify(key, approval_domain + record_bytes, b64(approval["signature"]))
+                approved = True
+            except Refused:
+                pass
+    return record, approved
+
+
+def read_calibration_report(data: bytes) -> tuple[dict, str]:
+    """calibration.md: version 2 is exactly jcs(report) + LF; returns (report, report_sha256)."""
+    doc = strict_json(data)
+    if not isinstance(doc, dict) or doc.get("format") != "edge-agent-calibration" or doc.get("version") not in (1, 2):
+        raise Refused("malformed", "not a calibration report")
+    if doc["version"] == 2 and jcs(doc) + b"\n" != data:
+        raise Refused("non_canonical", "calibration report version 2")
+    return doc, hashlib.sha256(data).hexdigest()

@@ -15,6 +15,7 @@ from deployment_helpers import write_spec
 
 from edge_agent.agent.runner import check_mode
 from edge_agent.cli.main import main
+from edge_agent.crypto.canonical import jcs
 from edge_agent.errors import ConfigError
 
 
@@ -102,7 +103,7 @@ def test_a_tampered_deployment_record_is_refused(site_copy, fixtures_dir, tmp_pa
     record = base64.b64decode(doc["record"]).replace(b'"alert_threshold":0.6', b'"alert_threshold":0.3')
     doc["record"] = base64.b64encode(record).decode()
     edited = tmp_path / "edited.json"
-    edited.write_text(json.dumps(doc))
+    edited.write_bytes(jcs(doc) + b"\n")  # the signed file's one spelling (signed-file version 2): only the record is edited
     err = _refused(site_copy, capsys, site_copy.args(fixtures_dir / "faces" / "obama_2.jpg", deployment=edited))
     assert "signature is not valid" in err
     assert site_copy.kinds() == ["search_refused"] and site_copy.last("search_refused")["reason"] == "DeploymentRefused"

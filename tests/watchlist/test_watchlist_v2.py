@@ -146,3 +146,36 @@ def test_doc_lists_the_device_entry_and_build_record_fields():
     documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", text, flags=re.M))
     assert set(DEVICE_ENTRY_FIELDS) | set(ENTRY_FIELDS) | set(RECORD_FIELDS) | {"record", "signature"} <= documented
     assert "edge-agent watchlist build-record v1\\x00" in text and "edge-agent watchlist v2\\x00" in text
+
+
+@pytest.mark.parametrize("record_version, signed_file_version", [(3, 2), (2, 1)])
+def test_a_package_embeds_and_verifies_a_deployment_of_either_record_version(world, record_version, signed_file_version):
+    """Issue 16.1: a version 3 deployment (RFC 8785, signed-file version 2) embeds in a package, loads
+    and has its build record; one issued as version 2 before keeps doing so."""
+    from watchlist_helpers import make_record
+
+    from edge_agent.crypto.canonical import jcs
+    from edge_agent.deployment.record import SignedDeployment
+
+    deployment = SignedDeployment.sign(make_record(version=record_version), world.authority)
+    entries = make_entries(2)
+    data, _ = world.pack(entries=entries, deployment=deployment)
+    header = decode_container(data).header
+    assert header["deployment"]["version"] == signed_file_version and SignedDeployment.from_json(header["deployment"]) == deployment
+    loaded = load_watchlist(data, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, expected_deployment=deployment)
+    assert loaded.deployment.version == record_version and loaded.deployment == deployment.unverified_record()
+    build = verify_build_record(sign_build_record(make_build_record(data, entries, []), world.authority), world.authority.public_key(), data)
+    assert build.deployment_id == loaded.deployment.deployment_id
+    if record_version == 3:  # a validly signed but non-canonical record: not packed, and refused by the policy the loader applies
+        from edge_agent.crypto.signing import DEPLOYMENT_V3, sign
+        from edge_agent.deployment.errors import DeploymentRefused
+        from edge_agent.deployment.policy import authorise
+        from edge_agent.errors import SecurityError
+
+        spaced = json.dumps(json.loads(deployment.record_bytes)).encode()
+        assert spaced != jcs(json.loads(spaced))
+        bad = SignedDeployment(spaced, sign(world.authority, DEPLOYMENT_V3, spaced))
+        with pytest.raises(SecurityError, match="canonical form"):
+            world.pack(entries=entries, deployment=bad)
+        with pytest.raises(DeploymentRefused, match="canonical form"):
+            authorise(bad, world.authority.public_key(), "cam-01", DURING)

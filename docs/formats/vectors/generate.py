@@ -215,6 +215,119 @@ def watchlist_vectors() -> None:
     })
 
 
+APPROVER_SEED = bytes([6]) * 32
+
+
+def _calibration_golden() -> bytes:
+    """docs/formats/calibration.md's golden, made again by calibrate (checked to be the documented bytes)."""
+    import numpy as np
+
+    from edge_agent.evaluation.calibrate import calibrate, encode_calibration, parse_budget
+    from edge_agent.evaluation.identification import IdentificationScores
+
+    scores = IdentificationScores(20, np.linspace(0.5, 1.0, 20), np.zeros(20, np.int64), np.linspace(0.0, 0.8, 200), np.zeros(200, np.int64))
+    model = {"detector_sha256": "d" * 64, "aligner": "arcface112-umeyama-eyes-nose-mouthcentre-v1", "embedder_sha256": "e" * 64}
+    record = calibrate(scores, parse_budget("1/20"), 10, 1000, datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc), "ab" * 32, model, "ef" * 32)
+    data = encode_calibration({**record, "tool_version": "edge_agent 0.1.0"})
+    assert data == golden("calibration.md", "## Example (golden)") + b"\n"
+    return data
+
+
+def calibration_vectors() -> None:
+    v2 = _calibration_golden()
+    v1 = (HERE.parents[2] / "tests" / "deployment" / "golden" / "calibration-v1.json").read_bytes()
+    doc = json.loads(v2)
+    invalid = [
+        ("re-indented (version 2 has one spelling)", json.dumps(doc, indent=1).encode() + b"\n", "non_canonical"),
+        ("final line feed dropped", v2[:-1], "non_canonical"),
+        ("integer written as Python writes a float (50.0)", v2.replace(b'"false_alerts_at_footfall":50,', b'"false_alerts_at_footfall":50.0,'), "non_canonical"),
+        ("duplicate member", v2.replace(b'{"budget":', b'{"version":1,"budget":', 1), "duplicate_key"),
+    ]
+    write("calibration.json", {
+        "description": "calibration report v2 (and v1) file bytes and the report_sha256 a deployment cites (docs/formats/calibration.md)",
+        "valid": [{"name": "version 2 golden: jcs(report) + LF", "file_b64": base64.b64encode(v2).decode(), "report_sha256": hashlib.sha256(v2).hexdigest()},
+                  {"name": "version 1 (legacy: indented JSON, hashed as it is)", "file_b64": base64.b64encode(v1).decode(),
+                   "report_sha256": hashlib.sha256(v1).hexdigest()}],
+        "invalid": [{"name": n, "file_b64": base64.b64encode(d).decode(), "reason": r} for n, d, r in invalid],
+    })
+
+
+def deployment_vectors(tmp: Path) -> None:
+    """Signed deployments: record v3 (RFC 8785, domains v3, signed-file v2) and v2 (legacy), valid and invalid."""
+    import dataclasses
+
+    from edge_agent.crypto.canonical import canonical_json
+    from edge_agent.deployment.calibration import read_calibration_report
+    from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
+
+    authority = Ed25519PrivateKey.from_private_bytes(AUTHORITY_SEED)
+    approver = Ed25519PrivateKey.from_private_bytes(APPROVER_SEED)
+    report = tmp / "calibration.json"
+    report.write_bytes(_calibration_golden())
+    citation = read_calibration_report(report)  # cites calibration.json's version 2 golden by its SHA-256
+    base = DeploymentRecord(
+        deployment_id="DEP-VECTOR-2", authorising_officer="Supt Vector (collar 0001)", purpose="test vectors: Zoë's café",
+        legal_basis="none (test data)", location="nowhere", location_rationale="test", start=T0, end=T0 + timedelta(hours=8, microseconds=250750),
+        dpia_ref="DPIA-V", equality_impact_ref="EIA-V", mode="LFR", platform="body_worn", silent=True, alert_threshold=0.6,
+        watchlist_cap=10, device_ids=("cam-01",), false_alert_budget=1e-7,
+    )
+    cited = dataclasses.replace(base, calibration=citation, alert_threshold=0.75, false_alert_budget=0.05)
+    v3 = SignedDeployment.sign(base, authority)
+    v3_approved = SignedDeployment.sign(cited, authority).approve(approver)
+    v2 = SignedDeployment.sign(dataclasses.replace(base, version=2), authority).approve(approver)
+
+    def case(name: str, signed: SignedDeployment, **extra: object) -> dict:
+        return {"name": name, "signed_file": (signed.to_bytes() + b"\n").decode(), "record": signed.record_bytes.decode(),
+                "authority_signed_bytes_hex": hx(signing.DEPLOYMENT_V3 if json.loads(signed.record_bytes)["version"] == 3 else signing.DEPLOYMENT_V1)
+                + hx(signed.record_bytes), **extra}
+
+    def resigned(data: bytes, domain: bytes = signing.DEPLOYMENT_V3) -> SignedDeployment:
+        return SignedDeployment(data, signing.sign(authority, domain, data))
+
+    def file_of(signed: SignedDeployment) -> bytes:
+        """Signed-file version 2 around any record bytes (to_bytes would refuse to read a broken record's version)."""
+        return jcs({"approvals": [], "authority_signature": base64.b64encode(signed.authority_signature).decode(), "format": "edge-agent-signed-deployment",
+                    "record": base64.b64encode(signed.record_bytes).decode(), "version": 2})
+
+    doc = base.to_json()
+    wrapper = v3.to_json()
+    invalid = [
+        ("record with whitespace, validly signed", resigned(json.dumps(doc, sort_keys=True).encode()), "non_canonical"),
+        ("number in Python's spelling (1e-07), validly signed", resigned(canonical_json(doc)), "non_canonical"),
+        ("time without milliseconds, validly signed", resigned(jcs({**doc, "start": "2026-11-22T08:00:00Z"})), "timestamp_form"),
+        ("duplicate member, validly signed", resigned(jcs(doc).replace(b'{"alert_threshold":0.6', b'{"alert_threshold":0.1,"alert_threshold":0.6', 1)), "duplicate_key"),
+        ("record edited after signing", SignedDeployment(jcs({**doc, "alert_threshold": 0.3}), v3.authority_signature), "bad_signature"),
+        ("signed under the version 1 domain", resigned(v3.record_bytes, signing.DEPLOYMENT_V1), "bad_signature"),
+        ("signed under the watchlist domain", resigned(v3.record_bytes, signing.WATCHLIST_V2), "bad_signature"),
+        ("signed by another key", SignedDeployment(v3.record_bytes, signing.sign(approver, signing.DEPLOYMENT_V3, v3.record_bytes)), "bad_signature"),
+    ]
+    files = [
+        ("signed file version 1 carrying a version 3 record", canonical_json({**wrapper, "version": 1}), "version_mismatch"),
+        ("signed file not RFC 8785", json.dumps(wrapper, indent=1).encode(), "non_canonical"),
+        ("signed file with an unknown member", jcs({**wrapper, "comment": "x"}), "malformed"),
+    ]
+    old_approval = {"public_key": v3_approved.approvals[0].public_key,
+                    "signature": base64.b64encode(signing.sign(approver, signing.THRESHOLD_APPROVAL_V1, v3_approved.record_bytes)).decode()}
+    write("deployment.json", {
+        "description": "signed deployment records (docs/formats/deployment.md): v3 in signed-file v2, v2 in signed-file v1",
+        "authority_private_seed_hex": hx(AUTHORITY_SEED),
+        "authority_public_key_hex": hx(public_raw(authority.public_key())),
+        "approver_private_seed_hex": hx(APPROVER_SEED),
+        "approver_public_key_hex": hx(public_raw(approver.public_key())),
+        "calibration_report_sha256": citation.report_sha256,
+        "valid": [
+            case("record v3, provisional default (non-ASCII text, 1e-7, a time truncated to the millisecond)", v3, approved=False),
+            case("record v3 citing calibration.json's report, threshold 0.75 below its 0.788, approved", v3_approved, approved=True,
+                 approval_signed_bytes_hex=hx(signing.THRESHOLD_APPROVAL_V3) + hx(v3_approved.record_bytes)),
+            case("record v2 (legacy: canonical_json, domains v1, signed-file v1), approved", v2, approved=True),
+        ],
+        "invalid": [{"name": n, "signed_file": (file_of(s) + b"\n").decode(), "reason": r} for n, s, r in invalid]
+        + [{"name": n, "signed_file": d.decode() + "\n", "reason": r} for n, d, r in files]
+        + [{"name": "approval made under the version 1 approval domain (does not count for v3)",
+            "signed_file": jcs({**v3_approved.to_json(), "approvals": [old_approval]}).decode() + "\n", "reason": "approval_invalid"}],
+    })
+
+
 def main() -> None:
     import tempfile
 
@@ -223,8 +336,10 @@ def main() -> None:
     sealing_vectors()
     with tempfile.TemporaryDirectory() as tmp:
         audit_vectors(Path(tmp))
+        deployment_vectors(Path(tmp))
     receipt_vectors()
     watchlist_vectors()
+    calibration_vectors()
 
 
 if __name__ == "__main__":
