@@ -12,13 +12,14 @@ The scores are approximate; ``error_bound`` says by how much at most, which is w
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
 
 # Rows quantized per call, so the float32 source is read in slices (a memory-mapped gallery file
 # is never wholly resident) and the temporary stays small.
-QUANTIZE_ROWS = 65536
+QUANTIZE_ROWS = 16384
 
 
 class Int8Index:
@@ -26,22 +27,11 @@ class Int8Index:
 
     def __init__(self, templates: np.ndarray, threads: int = 2) -> None:
         n, d = templates.shape
-        codes = np.empty((n, d), np.int8)
-        scales = np.empty(n, np.float32)
-        for start in range(0, n, QUANTIZE_ROWS):
-            block = np.array(templates[start : start + QUANTIZE_ROWS], np.float32)  # a copy: rounded in place below
-            peak = np.abs(block).max(axis=1)
-            s = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-            scales[start : start + len(block)] = s
-            np.rint(block / s[:, None], out=block)
-            codes[start : start + len(block)] = block
         self.size, self.dim = n, d
+        model, scales, l1 = _fully_connected_model(templates)
         # |w - w_hat| <= scale / 2 per component, and ||w_hat||_1 bounds the input-rounding term.
         self._half_step = float(scales.max()) / 2 if n else 0.0
-        self._l1_max = float(max((np.abs(codes[i : i + QUANTIZE_ROWS]).sum(axis=1, dtype=np.int64) * scales[i : i + QUANTIZE_ROWS]).max()
-                                 for i in range(0, n, QUANTIZE_ROWS))) if n else 0.0
-        model = _fully_connected_model(codes, scales)
-        del codes
+        self._l1_max = float(l1.max()) if n else 0.0
         self._interpreter = _interpreter(model, threads)
         self._model = model  # the interpreter reads its constants from this buffer
         self._input = self._interpreter.get_input_details()[0]["index"]
@@ -78,14 +68,48 @@ def _interpreter(model: bytes, threads: int) -> Any:
     return interpreter
 
 
-def _fully_connected_model(codes: np.ndarray, scales: np.ndarray) -> bytes:
+def release_mapped_pages(templates: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped gallery from this process (they stay in the page cache):
+    quantizing reads every row once, and without this the whole file would stay resident."""
+    mapping = getattr(templates, "_mmap", None)
+    if isinstance(templates, np.memmap) and isinstance(mapping, mmap.mmap):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def _fully_connected_model(templates: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
     """One FULLY_CONNECTED op: float32 input [1, d], int8 weights [n, d] with per-row (per output
     channel) scales, float32 output [1, n]: TFLite's hybrid kernel, which XNNPACK runs as its
-    dynamically quantized int8 GEMV."""
+    dynamically quantized int8 GEMV. Returns the model, the scales and each row's ||w_hat||_1.
+
+    The int8 rows are quantized straight into the flatbuffer's own buffer, slice by slice, so
+    building needs the model's bytes twice (the builder's, then the immutable copy LiteRT takes)
+    and nothing else of that size: no int8 matrix beside it, no serialised copy of it."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as tfl
 
-    n, d = codes.shape
+    n, d = templates.shape
+    # Room for the weights, the per-row scales (float32) and zero points (int64) and the rest:
+    # a builder that has to grow copies itself into one twice the size.
+    builder = flatbuffers.Builder(n * d + 12 * n + 65536)
+    builder.StartVector(1, n * d, 16)
+    builder.head -= n * d
+    codes = np.frombuffer(builder.Bytes, np.int8, n * d, builder.head).reshape(n, d)
+    scales = np.empty(n, np.float32)
+    l1 = np.empty(n, np.float32)
+    for start in range(0, n, QUANTIZE_ROWS):
+        block = np.array(templates[start : start + QUANTIZE_ROWS], np.float32)  # a copy: rounded in place below
+        release_mapped_pages(templates)
+        peak = np.abs(block).max(axis=1)
+        s = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        block /= s[:, None]
+        np.rint(block, out=block)
+        end = start + len(block)
+        codes[start:end] = block
+        scales[start:end] = s
+        l1[start:end] = np.abs(block).sum(axis=1) * s  # integers below 2**24: exact in float32
+    del codes
+    builder.vectorNumElems = n * d
+    weights_data = builder.EndVector()
 
     def tensor(shape: list[int], kind: int, buffer: int, name: str, quantization: Any = None) -> Any:
         t = tfl.TensorT()
@@ -111,10 +135,23 @@ def _fully_connected_model(codes: np.ndarray, scales: np.ndarray) -> bytes:
     code = tfl.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = tfl.BuiltinOperator.FULLY_CONNECTED
     code.version = 1
-    empty, weights = tfl.BufferT(), tfl.BufferT()
-    weights.data = codes.reshape(-1).view(np.uint8)
     model = tfl.ModelT()
-    model.version, model.subgraphs, model.operatorCodes, model.buffers = 3, [graph], [code], [empty, weights]
-    builder = flatbuffers.Builder(codes.nbytes + 4096)
+    model.version, model.subgraphs, model.operatorCodes, model.buffers = 3, [graph], [code], [tfl.BufferT(), _WrittenBuffer(weights_data)]
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    content = bytes(memoryview(builder.Bytes)[builder.Head() :])
+    del builder
+    return content, scales, l1
+
+
+class _WrittenBuffer:
+    """A model buffer whose data vector is already in the builder (``Pack`` as BufferT's, data only)."""
+
+    def __init__(self, data: int) -> None:
+        self._data = data
+
+    def Pack(self, builder: Any) -> int:  # noqa: N802 (the flatbuffers object API's name)
+        from ai_edge_litert import schema_py_generated as tfl
+
+        tfl.BufferStart(builder)
+        tfl.BufferAddData(builder, self._data)
+        return int(tfl.BufferEnd(builder))

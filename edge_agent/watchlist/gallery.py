@@ -153,9 +153,7 @@ class _RowReader:
             self._file_offset = start + (templates.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data)
             self._row_bytes = templates.shape[1] * 4
             self._fd = os.open(templates.filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            # Quantizing read every row through the mapping: drop those pages from this process
-            # (they stay in the page cache).
-            mapping.madvise(mmap.MADV_DONTNEED)
+            # (Quantizing read every row through the mapping; Int8Index dropped those pages again.)
 
     def score(self, rows: np.ndarray, probe: np.ndarray) -> np.ndarray:
         if self._fd is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,45 @@ def test_device_watchlist_search_keeps_to_the_calling_thread():
     if _other_thread_ticks("matmul") == 0:
         pytest.skip("this numpy's BLAS does not thread a one-row product: nothing to tell apart")
     assert _other_thread_ticks("search") == 0
+
+
+_INDEX_PEAK_SCRIPT = """
+import sys, tempfile
+from pathlib import Path
+import numpy as np
+from edge_agent.watchlist.compact_index import Int8Index
+
+def status(key):
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields[key].split()[0]) * 1024
+
+n = 150_000
+with tempfile.TemporaryDirectory() as tmp:
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((n, 128), dtype=np.float32)
+    np.save(Path(tmp) / "t.npy", rows / np.linalg.norm(rows, axis=1, keepdims=True))
+    del rows
+    mapped = np.load(Path(tmp) / "t.npy", mmap_mode="r")
+    Int8Index(mapped[:10], threads=1)  # the runtime's one-off allocations are not the index's
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from the current RSS
+    before = status("VmRSS")
+    index = Int8Index(mapped, threads=1)
+    print((status("VmHWM") - before) / (n * 128))
+"""
+
+
+def test_building_the_int8_index_of_a_mapped_gallery_peaks_near_the_index_size():
+    """Issue 14.5: the build held the int8 matrix five times over (the codes, flatbuffers' copy
+    of them, the builder, its output slice, the bytes given to LiteRT) with the whole float32
+    file resident: 9x the int8 bytes at its peak (1.4 GB for a 1,000,000-template gallery's
+    128 MB). Now the rows are quantized into the builder and the file's pages are dropped as
+    they are read: the model twice (builder, LiteRT's copy), XNNPACK's packed weights, and a
+    slice being quantized with the per-row scales and zero points (under 0.5x here)."""
+    import subprocess
+    import sys
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("no /proc/self/clear_refs to restart the peak RSS from")
+    out = subprocess.run([sys.executable, "-c", _INDEX_PEAK_SCRIPT], check=True, capture_output=True, text=True)
+    peak_over_index_bytes = float(out.stdout.strip().splitlines()[-1])
+    assert peak_over_index_bytes <= 3.5
