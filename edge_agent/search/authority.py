@@ -5,7 +5,9 @@ Nothing is matched without both. The deployment's signature and mode are checked
 search under an LFR deployment never opens the watchlist; the watchlist then goes through
 ``watchlist/installed.py load_audited`` exactly as on a camera (authority signature, device seal,
 deployment window, threshold approval, model identity), bound to the very deployment file given.
-Every refusal is audited: ``search_refused`` here, ``watchlist_refused`` by the loader.
+Every refusal is audited: ``search_refused`` here, ``watchlist_refused`` by the loader. A
+watchlist whose deployment has ended is destroyed where it was given, as the agent destroys a
+pushed one (policing.md 4; ``deployment_ended``, ``watchlist_wiped``).
 
 Mode rules (policing.md "Terms"; the running agent's are ``agent/runner.py check_mode``): LFR
 authorises live capture only, never a search; RFR the search of stills or recordings collected
@@ -27,7 +29,8 @@ from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import ConfigError, EdgeAgentError, SecurityError
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.search.inputs import IMAGE, SearchInput
-from edge_agent.watchlist.installed import load_audited
+from edge_agent.watchlist.errors import WatchlistExpired
+from edge_agent.watchlist.installed import destroy_ended, has_ended, load_audited
 from edge_agent.watchlist.loader import LoadedWatchlist
 
 SEARCH_MODES = ("RFR", "OIFR")
@@ -81,9 +84,21 @@ def open_for_search(
     except EdgeAgentError as exc:
         audit_refusal(audit, exc, search_input, deployment_path, now)
         raise
-    return load_audited(
-        package, device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=signed, source=str(watchlist_path)
-    )
+    try:
+        return load_audited(
+            package, device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=signed, source=str(watchlist_path)
+        )
+    except EdgeAgentError as exc:
+        if not has_ended(exc, package, now):
+            raise
+        try:
+            destroy_ended(Path(watchlist_path), package, now, audit)  # as the agent does with a pushed package
+        except OSError as failed:  # read-only medium, say
+            raise WatchlistExpired(
+                f"{exc.message}; the package {watchlist_path} could not be destroyed ({failed.strerror})",
+                "destroy it by hand: a watchlist must not outlive its deployment (policing.md 4)",
+            ) from None
+        raise WatchlistExpired(f"{exc.message}; the package {watchlist_path} has been destroyed", exc.hint) from None
 
 
 def audit_refusal(audit: AuditLog, exc: EdgeAgentError, search_input: SearchInput, deployment_path: Path, now: datetime) -> None:

@@ -136,20 +136,31 @@ def accept_pushed(
             expected_deployment=expected_deployment, source=str(pushed),
         )
     except EdgeAgentError as exc:
-        summary = read_summary(data)
-        expired = isinstance(exc, WatchlistExpired) or (summary is not None and now >= summary.expires)
-        if not expired:
+        if not has_ended(exc, data, now):
             return PushOutcome(None, exc)
-        details: dict[str, Any] = {"source": str(pushed)}
-        if summary is not None:  # unverified: at worst an early wipe of a refused file
-            details.update(deployment_id=summary.deployment_id, expires=format_timestamp(summary.expires))
-        audit.append("deployment_ended", details, now=now)
-        destroy_file(pushed)
-        audit.append("watchlist_wiped", {**details, "reason": "deployment ended", "package": pushed.name}, now=now)
+        destroy_ended(pushed, data, now, audit)
         return PushOutcome(None, exc, ended=True)
     if pushed.resolve() != store.path.resolve():
         destroy_file(pushed)
     return PushOutcome(loaded)
+
+
+def has_ended(refusal: EdgeAgentError, data: bytes, now: datetime) -> bool:
+    """Was ``data`` refused because its deployment has ended (its expiry, no later than the end, has passed)?"""
+    summary = read_summary(data)
+    return isinstance(refusal, WatchlistExpired) or (summary is not None and now >= summary.expires)
+
+
+def destroy_ended(path: Path, data: bytes, now: datetime, audit: AuditLog) -> None:
+    """Destroy a package file whose deployment has ended wherever it was handed over (Met practice:
+    the import medium is wiped; policing.md 4): ``deployment_ended``, then ``watchlist_wiped``."""
+    details: dict[str, Any] = {"source": str(path)}
+    summary = read_summary(data)
+    if summary is not None:  # unverified: at worst an early wipe of a refused file
+        details.update(deployment_id=summary.deployment_id, expires=format_timestamp(summary.expires))
+    audit.append("deployment_ended", details, now=now)
+    destroy_file(path)
+    audit.append("watchlist_wiped", {**details, "reason": "deployment ended", "package": path.name}, now=now)
 
 
 def loaded_details(loaded: LoadedWatchlist) -> dict[str, Any]:

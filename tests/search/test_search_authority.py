@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -57,27 +58,38 @@ def test_a_deployment_that_has_not_started_is_refused(tmp_path, fixtures_dir, ca
     assert site.last("watchlist_refused")["reason"] == "WatchlistNotYetValid"
 
 
-def test_an_expired_deployment_is_refused_by_the_loader(rfr_site, fixtures_dir, tmp_path, core):
-    """Past the deployment's end (a clock moved on): the same verifying loader refuses, audited."""
+def test_an_expired_deployment_is_refused_and_its_watchlist_destroyed(rfr_site, fixtures_dir, tmp_path, core):
+    """Past the deployment's end (a clock moved on): the same verifying loader refuses, audited, and
+    the package handed to the search is destroyed, as the agent destroys a pushed one (policing.md 4)."""
     from edge_agent.audit.log import AuditLog
+    from edge_agent.crypto.canonical import parse_utc
     from edge_agent.identity.keys import load_authority_public, load_device_keys
     from edge_agent.search.authority import open_for_search
     from edge_agent.search.inputs import open_input
-    from edge_agent.watchlist.errors import WatchlistExpired
+    from edge_agent.watchlist.errors import WatchlistExpired, WrongDevice
 
+    package = tmp_path / "handed-over.eawl"
+    shutil.copy(rfr_site.watchlist, package)
     record = json.loads(base64.b64decode(json.loads(rfr_site.deployment.read_text())["record"]))
-    from edge_agent.crypto.canonical import parse_utc
-
     after_end = parse_utc(record["end"], "end") + timedelta(seconds=1)
     with AuditLog.open(tmp_path / "audit.log", None, "operator:dc-4411") as audit:
-        with pytest.raises(WatchlistExpired, match="expired"):
+        with pytest.raises(WatchlistExpired, match="expired.*has been destroyed"):
             open_for_search(
-                rfr_site.deployment, rfr_site.watchlist, open_input(fixtures_dir / "faces" / "obama_2.jpg"),
+                rfr_site.deployment, package, open_input(fixtures_dir / "faces" / "obama_2.jpg"),
                 load_device_keys(rfr_site.root / "keys" / "cam-01"), load_authority_public(rfr_site.root / "auth"), core.identity,
                 after_end, audit,
             )
-    (line,) = (tmp_path / "audit.log").read_text().splitlines()
-    assert json.loads(line)["details"]["reason"] == "WatchlistExpired"
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["watchlist_refused", "deployment_ended", "watchlist_wiped"]
+    assert records[0]["details"]["reason"] == "WatchlistExpired" and records[2]["details"]["deployment_id"] == "DEP-RFR-0007"
+    assert not package.exists() and rfr_site.watchlist.exists()
+    # before the end nothing is destroyed: a refusal for another reason (another device) leaves the file
+    shutil.copy(rfr_site.watchlist, package)
+    with AuditLog.open(tmp_path / "audit2.log", None, "operator:dc-4411") as audit, pytest.raises(WrongDevice):
+        open_for_search(rfr_site.deployment, package, open_input(fixtures_dir / "faces" / "obama_2.jpg"),
+                        load_device_keys(rfr_site.root / "keys" / "cam-02"), load_authority_public(rfr_site.root / "auth"), core.identity,
+                        after_end - timedelta(hours=1), audit)
+    assert package.exists()
 
 
 def test_a_device_the_watchlist_was_not_sealed_to_cannot_search(site_copy, fixtures_dir, capsys):
