@@ -7,11 +7,15 @@ measured in one run on the same frames. Prints one Markdown table.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
 
 import numpy as np
 
@@ -27,18 +31,38 @@ from edge_agent.vision.tiling import TileGrid
 from edge_agent.watchlist.gallery import Gallery
 
 
-def median_ms(fn: Callable[[], object], repeats: int, passes: int = 3) -> float:
-    """Median over ``passes`` of the per-call median: single passes vary ~20 % on a shared machine."""
+@dataclass(frozen=True)
+class Timing:
+    """Median wall time and median CPU time (this process, every thread) per call, in ms. On a
+    shared machine wall time includes waiting for a core; CPU time is the work itself."""
+
+    wall: float
+    cpu: float
+
+    def __str__(self) -> str:
+        return f"{self.wall:.2f} / {self.cpu:.2f}"
+
+    def __truediv__(self, other: "Timing") -> str:
+        return f"{self.cpu / other.cpu:.2f}"
+
+    def scaled(self, factor: float) -> "Timing":
+        return Timing(self.wall * factor, self.cpu * factor)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, passes: int = 3) -> Timing:
+    """Median over ``passes`` of the per-call medians: single passes vary ~20 % on a shared machine."""
     fn()
-    medians = []
+    walls, cpus = [], []
     for _ in range(passes):
-        times = []
+        wall, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
-        medians.append(statistics.median(times))
-    return statistics.median(medians) * 1000
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        walls.append(statistics.median(wall))
+        cpus.append(statistics.median(cpu))
+    return Timing(statistics.median(walls) * 1000, statistics.median(cpus) * 1000)
 
 
 def main() -> int:
@@ -46,6 +70,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    cv2.setNumThreads(args.threads)  # the peer gets the same thread count as our interpreters
     r = args.repeats
     rows: list[tuple[str, str, str, str]] = []
 
@@ -59,10 +84,10 @@ def main() -> int:
     for name, variant in (("blazeface_full_range_int8", "full"), ("blazeface_full_range_float", "full"), ("blazeface_short_range", "short")):
         if name in manifest.entries:
             det = BlazeFaceDetector(LiteRTModel(manifest.resolve(name).path, args.threads), variant)
-            rows.append((f"detector {name}", f"{median_ms(lambda det=det: det.detect(one), r):.2f}", "", ""))
+            rows.append((f"detector {name}", str(median_ms(lambda det=det: det.detect(one), r)), "", ""))
     ours_det = median_ms(lambda: ours.detect(one), r)
     peer_det = median_ms(lambda: peer.detect(one), r)
-    rows.append(("detector (ours: full range; peer: YuNet int8)", f"{ours_det:.2f}", f"{peer_det:.2f}", f"{ours_det / peer_det:.2f}"))
+    rows.append(("detector (ours: full range; peer: YuNet int8)", str(ours_det), str(peer_det), ours_det / peer_det))
 
     # Distant faces in HD frames: whole frame only vs overlapping tiles (edge_agent/vision/tiling.py).
     hd = background(1280, 720, 5).copy()
@@ -71,7 +96,7 @@ def main() -> int:
     for grid in ("1x1", "2x2"):
         tiled = RecognitionCore.load(detector="full", threads=args.threads, tiles=TileGrid.parse(grid))
         label = f"detector full range, 1280x720, tiles {grid} (46 px face found: {'yes' if tiled.detect(hd) else 'no'})"
-        rows.append((label, f"{median_ms(lambda tiled=tiled: tiled.detect(hd), r):.2f}", "", ""))
+        rows.append((label, str(median_ms(lambda tiled=tiled: tiled.detect(hd), r)), "", ""))
 
     # Embedders, per face.
     detection = max(ours.detect(one), key=lambda d: d.score)
@@ -81,8 +106,8 @@ def main() -> int:
     ours_emb = median_ms(lambda: ours.embedder.embed(aligned), r)
     fp32_emb = median_ms(lambda: reference.embed(aligned), r)
     peer_emb = median_ms(lambda: peer.embed(peer_crop), r)
-    rows.append(("embedder int8 (ours) vs FaceRecognizerSF (peer)", f"{ours_emb:.2f}", f"{peer_emb:.2f}", f"{ours_emb / peer_emb:.2f}"))
-    rows.append(("embedder fp32 SFace (OpenCV DNN, reference)", f"{fp32_emb:.2f}", "", ""))
+    rows.append(("embedder int8 (ours) vs FaceRecognizerSF (peer)", str(ours_emb), str(peer_emb), ours_emb / peer_emb))
+    rows.append(("embedder fp32 SFace (OpenCV DNN, reference)", str(fp32_emb), "", ""))
 
     # End to end: detect + align + quality + embed for every face.
     def peer_end_to_end(frame: np.ndarray) -> None:
@@ -93,7 +118,7 @@ def main() -> int:
         found = len(ours.faces(frame))
         ours_e2e = median_ms(lambda frame=frame: ours.faces(frame), max(10, r // 2))
         peer_e2e = median_ms(lambda frame=frame: peer_end_to_end(frame), max(10, r // 2))
-        rows.append((f"end-to-end 640x480, {label} (ours found {found}, peer {len(peer.detect(frame))})", f"{ours_e2e:.2f}", f"{peer_e2e:.2f}", f"{ours_e2e / peer_e2e:.2f}"))
+        rows.append((f"end-to-end 640x480, {label} (ours found {found}, peer {len(peer.detect(frame))})", str(ours_e2e), str(peer_e2e), ours_e2e / peer_e2e))
 
     # Gallery search: one probe against N templates (2 templates per subject), top 5.
     rng = np.random.default_rng(0)
@@ -102,7 +127,7 @@ def main() -> int:
         templates /= np.linalg.norm(templates, axis=1, keepdims=True)
         gallery = Gallery(templates, [f"s{i // 2}" for i in range(n)])
         probe = templates[n // 3]
-        rows.append((f"top-5 search, {n:,} templates", f"{median_ms(lambda gallery=gallery, probe=probe: gallery.search(probe, 5), max(5, r // 5)):.2f}", "", ""))
+        rows.append((f"top-5 search, {n:,} templates", str(median_ms(lambda gallery=gallery, probe=probe: gallery.search(probe, 5), max(5, r // 5))), "", ""))
 
     steps = new_steps_beside_old(one, five, args.threads, r)
 
@@ -110,8 +135,9 @@ def main() -> int:
     rows.append(("peak RSS of this process (MB, includes 1M-template gallery)", f"{peak_mb:.0f}", "", ""))
 
     # int8 only pays off with an int8 dot-product instruction: say which machine this was.
-    print(f"Machine: {read_cpu_profile().summary()}\n")
-    print(f"| measurement (ms unless stated; median of 3 passes x {r}, {args.threads} threads) | ours | peer (OpenCV YuNet + SFace) | ours/peer |")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Machine: {read_cpu_profile().summary()}; load average {load} (other jobs share the cores: wall time includes waiting for one)\n")
+    print(f"| measurement (ms, wall / CPU, unless stated; median of 3 passes x {r}; {args.threads} threads, OpenCV too) | ours | peer (OpenCV YuNet + SFace) | ours/peer (CPU) |")
     print("|---|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
@@ -155,9 +181,9 @@ def new_steps_beside_old(one: np.ndarray, five: np.ndarray, threads: int, r: int
             a_old, a_new, ratio = paired_ms(lambda old=old, d=d: old.aligner.align(one, d), lambda new=new, d=d: new.aligner.align(one, d), 3 * r)
             mesh = median_ms(lambda new=new, d=d: new.aligner.mesh.points(one, d), r)
             rows.append(("align one face (new: face mesh + 5-point fit + warp)", f"{a_old:.2f}", f"{a_new:.2f}", f"{ratio:.1f}"))
-            rows.append(("of which the face-mesh model (192x192, float)", "", f"{mesh:.2f}", ""))
+            rows.append(("of which the face-mesh model (192x192, float; wall / CPU)", "", str(mesh), ""))
             faces = new.faces(five)
-            rule = median_ms(lambda faces=faces: choose_subject(faces), r) * 1000
+            rule = median_ms(lambda faces=faces: choose_subject(faces), r).wall * 1000
             rows.append((f"subject rule over {len(faces)} faces", "", f"{rule:.1f} us", ""))
         for label, frame in (("1 face", one), ("5 faces", five)):
             n = max(1, len(new.faces(frame)))
