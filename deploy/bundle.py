@@ -103,6 +103,36 @@ def download_wheels(requirements: list[str], dest: Path) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
+# The device's values of the PEP 508 marker variables. pip download --platform selects wheels for
+# the target but still evaluates markers on the build machine, so an x86-only requirement
+# (atheris, in the dev extra) would be looked for as an aarch64 wheel and the download fail.
+TARGET_MARKER_ENVIRONMENT = {
+    "platform_machine": "aarch64", "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+    "implementation_name": "cpython", "platform_python_implementation": "CPython",
+    "python_version": PYTHON_VERSION, "python_full_version": f"{PYTHON_VERSION}.2",
+}
+
+
+def target_requirements(project_wheel: Path, extra: str) -> list[str]:
+    """The project wheel's requirements with ``extra`` as the device resolves them: each marker
+    evaluated for aarch64 Linux, CPython 3.11, and the marker dropped (pip would re-evaluate it here)."""
+    import zipfile
+    from email.parser import Parser
+
+    from packaging.requirements import Requirement  # pytest's dependency: present wherever test wheels are built
+
+    with zipfile.ZipFile(project_wheel) as wheel:
+        metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = Parser().parsestr(wheel.read(metadata).decode()).get_all("Requires-Dist") or []
+    chosen = []
+    for line in requires:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({**TARGET_MARKER_ENVIRONMENT, "extra": extra}):
+            requirement.marker = None
+            chosen.append(str(requirement))
+    return chosen
+
+
 def download_dependencies(project_wheel: Path, dest: Path) -> list[Path]:
     """Every runtime dependency of the agent as an aarch64 wheel (run on a workstation with network)."""
     return [p for p in download_wheels([str(project_wheel)], dest) if p.name != project_wheel.name]
@@ -191,7 +221,7 @@ def build_bundle(out_dir: Path, *, wheel: Path | None = None, skip_download: boo
         deps = [] if skip_download else download_dependencies(project, wheels)
         if test_wheels is not None:
             test_wheels.mkdir(parents=True, exist_ok=True)
-            download_wheels([f"{project}[dev]"], test_wheels)
+            download_wheels([str(project), *target_requirements(project, "dev")], test_wheels)
         stage = tmpdir / "stage"
         _copy_payload(source, stage)
         files = sorted(p for p in stage.rglob("*") if p.is_file())

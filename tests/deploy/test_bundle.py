@@ -148,3 +148,19 @@ def test_bundle_rejects_a_wrong_wheel(tmp_path):
     bogus.write_bytes(b"PK")
     with pytest.raises(bundle.BundleError, match="is not an edge_agent wheel"):
         bundle.build_bundle(tmp_path / "out", wheel=bogus, skip_download=True)
+
+
+def test_test_requirements_are_resolved_for_the_device_not_the_build_machine(tmp_path):
+    """pip download --platform evaluates markers on the build machine: the x86-only fuzzer in the dev
+    extra was looked for as an aarch64 wheel and check-arm64.sh failed. Markers are the device's."""
+    wheel = tmp_path / "edge_agent-0.1.0-py3-none-any.whl"
+    requires = [
+        "numpy>=1.26", 'pytest>=8; extra == "dev"', "onnx>=1.16 ; extra == 'dev'",
+        "atheris>=2.3; (platform_machine == 'x86_64' and sys_platform == 'linux') and extra == 'dev'",
+        "armonly>=1; platform_machine == 'aarch64' and extra == 'dev'", 'docsonly; extra == "docs"',
+        "tomli>=2; python_version < '3.11'",
+    ]
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("edge_agent-0.1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: edge_agent\nVersion: 0.1.0\n"
+                    + "".join(f"Requires-Dist: {r}\n" for r in requires))
+    assert bundle.target_requirements(wheel, "dev") == ["numpy>=1.26", "pytest>=8", "onnx>=1.16", "armonly>=1"]

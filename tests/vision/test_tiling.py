@@ -115,11 +115,25 @@ def test_faces_from_tiles_are_aligned_and_embedded_like_any_other(cores):
 @pytest.mark.parametrize("name,size,x", [("biden_2.jpg", 200, 440), ("biden_2.jpg", 200, 600), ("biden_1.jpg", 260, 560), ("obama_1.jpg", 320, 520)])
 def test_a_face_cut_by_a_tile_edge_is_reported_once_where_the_whole_frame_sees_it(cores, name, size, x):
     """These placements put a face across the tiles' inner edges (a half face is detected in one
-    tile); without dropping cut faces the first one is reported twice."""
+    tile); without dropping cut faces the first one is reported twice. The one box reported is the
+    score-weighted merge of the whole frame's view and the tiles' views (at ~1.8x the scale, where
+    BlazeFace puts the box elsewhere: IoU 0.71-0.94 with the whole frame's), so it must be at least
+    as close to the whole frame's box as the closest uncut tile view alone. (A fixed IoU bound of
+    0.85 sat 0.004 under one measurement and failed when the resize became bit-exact: 0.834.)"""
     frame = _scene(1280, 720, [(name, x, 200, size)])
     tiled, whole = cores["2x2"].detect(frame), cores["1x1"].detect(frame)
     assert len(tiled) == 1 and len(whole) == 1
-    a, b = tiled[0].box, whole[0].box
+    height, width = frame.shape[:2]
+    tile_views = [
+        _iou(to_frame(d, region).box, whole[0].box)
+        for region in cores["2x2"].tiles.regions(width, height)
+        for d in cores["2x2"].detectors[0].detect(frame[region.y : region.y + region.height, region.x : region.x + region.width])
+        if not cut_by_inner_edge(d.box, region, width, height)
+    ]
+    assert tile_views, "some tile sees the whole face"
+    assert _iou(tiled[0].box, whole[0].box) >= max(tile_views), (tiled[0].box, whole[0].box, tile_views)
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = tiled[0].width * tiled[0].height + whole[0].width * whole[0].height - inter
-    assert inter / union > 0.85
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
