@@ -181,7 +181,7 @@ def decode_plaintext(plaintext: bytes, template_count: int, dim: int) -> tuple[l
     """Split decrypted bytes into entry metadata and an (N, dim) float32 array (in memory only)."""
     try:
         (meta_len,) = struct.unpack_from(">I", plaintext, 0)
-        meta = json_loads(plaintext[4 : 4 + meta_len].decode("utf-8"))
+        meta = json_loads(str(memoryview(plaintext)[4 : 4 + meta_len], "utf-8"))  # decoded in place, not sliced first
         entries = meta["entries"]
         if not isinstance(entries, list):
             raise ValueError("entries is not a list")

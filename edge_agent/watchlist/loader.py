@@ -173,7 +173,9 @@ def load_watchlist(
             f"watchlist seal for {device_keys.device_id!r} does not open with this device's key",
             "the registry holds a different key for this device id; re-register the device or rebuild the package",
         ) from None
-    nonce, ciphertext = container.payload[:NONCE_LEN], container.payload[NONCE_LEN:]
+    # Views, not slices: a slice of the payload would copy the whole ciphertext once more.
+    payload = memoryview(container.payload)
+    nonce, ciphertext = payload[:NONCE_LEN], payload[NONCE_LEN:]
     try:
         plaintext = AESGCM(content_key).decrypt(nonce, ciphertext, container.prefix)
     except (InvalidTag, ValueError):
