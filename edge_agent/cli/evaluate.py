@@ -21,6 +21,7 @@ from edge_agent.durable import atomic_write
 from edge_agent.errors import EdgeAgentError
 from edge_agent.safe_load import json_loads
 from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES
+from edge_agent.vision.model_choice import PRECISION_CHOICES
 
 EXIT_GATE_FAILED = 3
 #: Spawning workers costs a few seconds of model loading each: only worth it for larger sets.
@@ -75,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTOR_CHOICES, default=DEFAULT_DETECTOR, help=f"BlazeFace range(s); use the devices' detector.model (default {DEFAULT_DETECTOR})")
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the bundled models)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="which variant of each model runs, as the devices' hardware.precision (default auto: this CPU decides); "
+                             "the report records it, and pinning it makes a calibration reproducible on another machine")
     parser.add_argument("--threads", type=int, default=2, help="TFLite threads when --workers is 1 (default 2)")
     parser.add_argument("--workers", type=int, default=None,
                         help=f"embedding worker processes, one core each (default: 1 below {PARALLEL_FROM_IMAGES} images, else up to 2)")
@@ -113,7 +117,7 @@ def run_evaluation(dataset_dir: Path, groups_path: Path | None, args: argparse.N
 
     dataset = scan_dataset(dataset_dir)
     groups = load_groups(groups_path, dataset.identities) if groups_path else None
-    core = RecognitionCore.load(args.models, detector=args.detector, threads=args.threads)
+    core = RecognitionCore.load(args.models, detector=args.detector, threads=args.threads, precision=args.precision)
     model = core_model_description(core)
     cache = None if args.no_cache else EmbeddingCache(args.cache or default_cache_path())
     enrol_per_subject = getattr(args, "enrol_per_subject", 1)
@@ -125,7 +129,7 @@ def run_evaluation(dataset_dir: Path, groups_path: Path | None, args: argparse.N
             if workers == 1:
                 embedded = embed_dataset(dataset, core_probe_fn(core), core_enrol_fn(core), model, enrol_per_subject, cache, bar.advance)
             else:
-                with CorePool(args.models, args.detector, workers) as pool:
+                with CorePool(args.models, args.detector, workers, args.precision) as pool:
                     embedded = embed_dataset(dataset, worker_probe, worker_enrol, model, enrol_per_subject, cache, bar.advance, pool.map)
     finally:
         if cache is not None:

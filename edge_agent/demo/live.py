@@ -1,6 +1,7 @@
 """The README's first command: the live agent end to end on bundled material, in one process.
 
-A fresh authority, device and control room; a signed body-worn LFR deployment; a watchlist of two
+A fresh authority, device and control room; a signed body-worn LFR deployment whose threshold cites
+the dev set's calibration shipped beside this module (``devset-calibration.json``); a watchlist of two
 public-domain portraits sealed to the device; a sample video of three people walking past (two on
 the watchlist, one not); a local Mosquitto with TLS and client certificates (or, when Mosquitto is
 not installed, in-process delivery of the same signed payloads); and the control-room intake
@@ -32,7 +33,8 @@ from edge_agent.control_room.store import AlertStore
 from edge_agent.crypto.keyfiles import load_private_key, load_public_key
 from edge_agent.demo.scenes import FIXTURE_FACES, write_walk_past_video
 from edge_agent.demo.trace_check import TraceReport, check_no_trace, non_matching_templates, template_needles
-from edge_agent.deployment.calibration import CALIBRATED_DEFAULT_THRESHOLD
+from edge_agent.deployment.calibration import CalibrationCitation, read_calibration_report
+from edge_agent.deployment.policy import check_calibration
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.events.spool import Spool
 from edge_agent.events.topics import alert_topic
@@ -50,6 +52,16 @@ WATCHLIST = [  # subject_ref, category, reference photo (a different photo appea
     ("WL-0002", "missing_vulnerable", "biden_1.jpg"),
 ]
 WALKERS = ["astronaut_collins.jpg", "obama_2.jpg", "biden_2.jpg"]
+#: The calibration the demo's deployment cites (issue 13.6): `edge-agent calibrate` on the dev set for a
+#: two-subject watchlist and a budget of 1/50, the tightest 189 non-mated searches can show (README,
+#: "Calibrating the threshold"). The evaluation report it cites by SHA-256 lies beside it.
+DEMO_CALIBRATION = Path(__file__).resolve().with_name("devset-calibration.json")
+DEMO_EVALUATION = Path(__file__).resolve().with_name("devset-evaluation.json")
+
+
+def demo_calibration() -> CalibrationCitation:
+    """The shipped calibration, cited as ``deployment create --calibration`` cites a report."""
+    return read_calibration_report(DEMO_CALIBRATION)
 
 
 @dataclass(frozen=True)
@@ -150,18 +162,21 @@ def provision_site(
     env = env or make_messaging_env(workdir / "fleet", (DEVICE_ID,))
     authority = init_authority(workdir / "authority")
     authority_key = load_authority_key(authority.signing_key)
+    calibration = demo_calibration()
     record = DeploymentRecord(
         deployment_id="DEMO-LFR-0001", authorising_officer="Supt. Demo (demo)", purpose="demonstration of the agent",
         legal_basis="none: demonstration data only", location="sample video", location_rationale="bundled public-domain photos",
         start=start or now - timedelta(minutes=5), end=end or now + timedelta(hours=1), dpia_ref="DEMO-DPIA", equality_impact_ref="DEMO-EIA",
-        mode=mode or ("LFR" if file_mode == "live" else "RFR"), platform="body_worn", silent=True, alert_threshold=CALIBRATED_DEFAULT_THRESHOLD, watchlist_cap=100,
-        device_ids=(DEVICE_ID,),
+        mode=mode or ("LFR" if file_mode == "live" else "RFR"), platform="body_worn", silent=True,
+        alert_threshold=calibration.threshold, watchlist_cap=calibration.watchlist_size, device_ids=(DEVICE_ID,),
+        false_alert_budget=calibration.budget, calibration=calibration,
     )
+    core = RecognitionCore.load(detector=DETECTOR)
+    check_calibration(record, core.identity.as_dict())  # as deployment create does: the report must hold for these models
     signed = SignedDeployment.sign(record, authority_key)
     deployment_path = workdir / "deployment.json"
     signed.save(deployment_path)
     registry = DeviceRegistry.load(env.registry_path)
-    core = RecognitionCore.load(detector=DETECTOR)
     built = build_watchlist(
         signed, read_subjects_csv(_subjects_csv(workdir / "subjects.csv", watchlist)), FIXTURE_FACES,
         {DEVICE_ID: registry.sealing_key(DEVICE_ID)}, authority_key, core, min(now, record.start),
@@ -199,6 +214,10 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
     site = provision_site(workdir, video, broker, env=env)
     record = site.record
     say(f"[1/5] keys, registry and a signed deployment {record.deployment_id}: body-worn LFR, silent, threshold {record.alert_threshold}, ends {record.end:%H:%M} UTC")
+    if isinstance(record.calibration, CalibrationCitation):
+        c = record.calibration
+        say(f"      threshold calibrated on the dev set (report sha256 {c.report_sha256[:12]}...): FPIR at most {c.fpir_upper95:.4f} (upper 95% bound "
+            f"from {c.nonmated_searches} non-mated searches) for watchlists of up to {c.watchlist_size} subjects, budget {c.budget_text}")
     say(f"[2/5] watchlist: {len(site.watchlist_subjects)} subjects ({', '.join(site.watchlist_subjects)}), {site.package_bytes} bytes, encrypted to {DEVICE_ID} and signed")
 
     store = AlertStore(workdir / "control-room" / "alerts.db")
@@ -212,7 +231,7 @@ def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: M
         if verdict.accepted and verdict.event_id is not None:
             alert = store.alert(verdict.event_id)
             say(
-                f"  ALERT verified  subject {alert.subject_ref} ({alert.category})  score {alert.score:.3f} >= {alert.threshold:.2f}  "
+                f"  ALERT verified  subject {alert.subject_ref} ({alert.category})  score {alert.score:.3f} >= {alert.threshold:g}  "
                 f"device {alert.device_id} seq {alert.seq}  status {alert.status}: a POSSIBLE match for a person to review"
             )
         else:

@@ -19,10 +19,10 @@ from edge_agent.evaluation.runner import EmbedFn, core_enrol_fn, core_probe_fn
 _WORKER: dict[str, EmbedFn] = {}
 
 
-def _init_worker(models_dir: Path | None, detector: str) -> None:
+def _init_worker(models_dir: Path | None, detector: str, precision: str) -> None:
     from edge_agent.vision.core import RecognitionCore
 
-    core = RecognitionCore.load(models_dir, detector=detector, threads=1)
+    core = RecognitionCore.load(models_dir, detector=detector, threads=1, precision=precision)
     _WORKER["probe"] = core_probe_fn(core)
     _WORKER["enrol"] = core_enrol_fn(core)
 
@@ -39,9 +39,9 @@ def worker_enrol(path: Path) -> EnrolmentOutcome:
 class CorePool:
     """``with CorePool(models, "both", 2) as pool: embed_dataset(..., worker_probe, worker_enrol, mapper=pool.map)``."""
 
-    def __init__(self, models_dir: Path | None, detector: str, workers: int) -> None:
+    def __init__(self, models_dir: Path | None, detector: str, workers: int, precision: str = "auto") -> None:
         context = multiprocessing.get_context("spawn")
-        self._pool = context.Pool(workers, initializer=_init_worker, initargs=(models_dir, detector))
+        self._pool = context.Pool(workers, initializer=_init_worker, initargs=(models_dir, detector, precision))
 
     def map(self, fn: EmbedFn, paths: Sequence[Path]) -> Iterable[EnrolmentOutcome]:
         return self._pool.imap(fn, paths, chunksize=4)

@@ -92,12 +92,14 @@ def vision_code_sha256() -> str:
 
 
 def core_model_description(core: RecognitionCore) -> dict[str, Any]:
-    """Everything that decides a template: model hashes, quality policy, face rule, code."""
+    """Everything that decides a template: model hashes, the variant of each that ran (int8 and
+    float32 share an identity but not their exact scores), quality policy, face rule, code."""
     from edge_agent.vision.subject import SELECTION_POLICY
 
     quality = getattr(core, "quality", None)
     return {
         **core.identity.as_dict(),
+        "precision": core.identity.precision,
         "quality_policy": repr(quality) if quality is not None else None,
         "selection_policy": SELECTION_POLICY,
         "code_sha256": vision_code_sha256(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ import pytest
 
 from edge_agent.agent.config import load_config
 from edge_agent.agent.runner import run_agent
-from edge_agent.demo.live import provision_site, run_demo
+from edge_agent.demo.live import DEMO_CALIBRATION, provision_site, run_demo
 from edge_agent.demo.scenes import write_walk_past_video
 from edge_agent.events.spool import Spool
 from edge_agent.watchlist.errors import WatchlistExpired
@@ -74,10 +75,11 @@ def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path, caplo
     assert sum(c["matches_discarded_at_deployment_end"] for c in counts) == 1
     outside = sum(c["frames_outside_deployment"] for c in counts)
     assert summary.frames - 4 <= outside < summary.frames
-    # the demo deployment cites no calibration: the load is audited and logged as resting on the provisional default
+    # the demo deployment cites the dev set's calibration (issue 13.6): the load is audited with it, and nothing warns of the provisional default
     [loaded] = [r["details"] for r in records if r["kind"] == "watchlist_loaded"]
-    assert loaded["threshold_basis"] == "provisional_default"
-    assert any("cites no calibration" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert loaded["threshold_basis"] == "calibration_report" and loaded["calibrated_default"] == site.record.alert_threshold
+    assert loaded["calibration_sha256"] == hashlib.sha256(DEMO_CALIBRATION.read_bytes()).hexdigest()
+    assert not any("cites no calibration" in r.getMessage() for r in caplog.records)
 
 
 def _recv_all(sock: socket.socket, until: bytes, timeout_s: float) -> list[bytes]:

@@ -256,3 +256,15 @@ def test_several_reference_images_per_subject(tmp_path):
     assert size["watchlist_size"] == 20
     assert size["mated_probes"] == 20 * 2  # the two images of each not enrolled
     assert size["nonmated_probes"] == 10 * 2 + 20
+
+
+def test_the_model_description_names_the_precision_so_variants_never_share_cached_embeddings():
+    """int8 and float32 variants share a ModelIdentity (a calibration holds for both) but not their
+    scores: the evaluation's model (the cache key, and what a report states) names the variant."""
+    from edge_agent.evaluation.runner import core_model_description
+    from edge_agent.vision.core import RecognitionCore
+
+    int8, float32 = (core_model_description(RecognitionCore.load(detector="full", precision=p)) for p in ("int8", "float32"))
+    assert (int8["precision"], float32["precision"]) == ("int8", "float32")
+    assert {k: v for k, v in int8.items() if k != "precision"} == {k: v for k, v in float32.items() if k != "precision"}
+    assert int8 != float32

@@ -118,6 +118,11 @@ def test_a_real_demo_verifies_from_the_docs_alone(demo):
     authority_pub = verifier.pem_ed25519_public((workdir / "authority" / "authority_ed25519.pub").read_text())
     pushed, _ = verifier.verify_deployment((workdir / "deployment.json").read_bytes(), authority_pub)  # the record pushed to the device
     assert pushed["version"] == 3 and device_id in pushed["device_ids"]
+    # its threshold rests on the dev set's calibration shipped with the demo: cited by the SHA-256 of the report's bytes
+    shipped = Path(__file__).resolve().parents[2] / "edge_agent" / "demo" / "devset-calibration.json"
+    report, report_sha256 = verifier.read_calibration_report(shipped.read_bytes())
+    assert pushed["calibration"]["basis"] == "calibration_report" and pushed["calibration"]["report_sha256"] == report_sha256
+    assert pushed["alert_threshold"] == pushed["calibration"]["threshold"] == report["recommended_threshold"]
     device_seal_key = verifier.pem_x25519_private(next((workdir / "fleet").rglob("device_x25519.key")).read_text())
     package = next((workdir / "state").rglob("*.eawl")).read_bytes()
     header, entries, template_bytes = verifier.open_watchlist(package, authority_pub, device_id, device_seal_key)
