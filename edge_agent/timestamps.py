@@ -25,7 +25,8 @@ def format_timestamp(when: datetime) -> str:
     if not isinstance(when, datetime) or when.utcoffset() is None:
         raise TimestampError(f"timestamp {when!r} has no time zone", "pass a timezone-aware UTC datetime")
     when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y writes year 35 as "35", which the form (and parse_timestamp) refuses.
+    return f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:{when.second:02d}.{when.microsecond // 1000:03d}Z"
 
 
 def parse_timestamp(text: object, name: str = "timestamp") -> datetime:

@@ -46,7 +46,6 @@ JCS_VERSIONS = (3,)
 SIGNED_FORMAT = "edge-agent-signed-deployment"
 #: The signed-file version that carries each record version: 1 for records 1-2, 2 for record 3.
 SIGNED_VERSION_OF_RECORD = {1: 1, 2: 1, 3: 2}
-SIGNED_VERSION = SIGNED_VERSION_OF_RECORD[DEPLOYMENT_VERSION]
 READABLE_SIGNED_VERSIONS = (1, 2)
 MODES = ("LFR", "RFR", "OIFR")
 PLATFORMS = ("body_worn", "fixed", "handheld", "central")

@@ -73,3 +73,19 @@ def test_a_receipt_whose_schema_is_an_object_is_a_format_error(schema):
 
     with pytest.raises(MessageFormatError, match="unsupported message schema"):
         parse_message(('{"co":"2","schema":' + schema + "}").encode())
+
+
+def test_a_signed_v3_record_dated_before_the_year_1000_is_read_not_a_timestamp_crash():
+    """deployment_signed found it: strftime('%Y') writes year 35 as '35', so the one timestamp form
+    could not carry a time it had just parsed ('0035-11-22T08:00:00.000Z') and TimestampError escaped."""
+    from edge_agent.crypto.canonical import jcs
+    from edge_agent.crypto.signing import DEPLOYMENT_V3, sign
+    from edge_agent.deployment.record import SignedDeployment
+    from edge_agent.timestamps import format_timestamp, parse_timestamp
+
+    world = make_world()
+    doc = {**world.record.to_json(), "start": "0035-11-22T08:00:00.000Z"}
+    data = jcs(doc)
+    record = SignedDeployment(data, sign(world.authority, DEPLOYMENT_V3, data)).verify(world.authority.public_key())
+    assert record.start.year == 35 and record.canonical_bytes() == data
+    assert format_timestamp(parse_timestamp("0035-11-22T08:00:00.000Z")) == "0035-11-22T08:00:00.000Z"
