@@ -123,6 +123,13 @@ def test_a_real_demo_verifies_from_the_docs_alone(demo):
     report, report_sha256 = verifier.read_calibration_report(shipped.read_bytes())
     assert pushed["calibration"]["basis"] == "calibration_report" and pushed["calibration"]["report_sha256"] == report_sha256
     assert pushed["alert_threshold"] == pushed["calibration"]["threshold"] == report["recommended_threshold"]
+    # the control room's audit log (the demo opens it without a signing key: a hash chain, no checkpoints) records the import of that record
+    room_audit = (workdir / "control-room" / "audit.log").read_bytes()
+    assert verifier.verify_audit_log(room_audit, b"") >= 3
+    imported = json.loads(room_audit.split(b"\n", 1)[0])
+    assert imported["kind"] == "deployment_imported" and imported["details"]["alert_threshold"] == pushed["alert_threshold"]
+    with pytest.raises(Refused, match="edited"):  # positive control
+        verifier.verify_audit_log(room_audit.replace(b'"kind":"deployment_imported"', b'"kind":"deployment_importex"', 1), b"")
     device_seal_key = verifier.pem_x25519_private(next((workdir / "fleet").rglob("device_x25519.key")).read_text())
     package = next((workdir / "state").rglob("*.eawl")).read_bytes()
     header, entries, template_bytes = verifier.open_watchlist(package, authority_pub, device_id, device_seal_key)
