@@ -55,13 +55,18 @@ def stream(rig: Rig, fault, case: str, table, per_device: int = PER_DEVICE, stat
     return tally
 
 
-def check(tally, expect_refusals: bool = False):
+def check(tally, expect_refusals: bool = False, device_kills: int = 0):
     assert tally.lost == 0, tally
     assert tally.duplicates_in_store == 0, tally
     if not expect_refusals:
         # On a full disk a receipt can be audited and then its spool row not deleted (the delete
-        # fails too): the next receipt for it is then audited again, truthfully. Elsewhere: once.
-        assert tally.receipted_twice == 0, tally
+        # fails too): the next receipt for it is then audited again, truthfully. A device killed
+        # between auditing a receipt and deleting the row does the same for that one alert: it
+        # sends it again on restart and audits the second (identical) receipt it really got. So at
+        # most one per kill; with no fault on the device, exactly once.
+        assert tally.receipted_twice <= device_kills, tally
+        if tally.receipted_twice:
+            tally.notes.append(f"{tally.receipted_twice} alert(s) receipted twice: killed between auditing a receipt and deleting its row")
     assert tally.delivered == tally.raised > 0
     if not expect_refusals and tally.rate_per_s < 200:
         # The drive is paced at 220/s; a loaded shared machine can hold it back. Say so in the table.
@@ -106,7 +111,7 @@ def test_agent_sigkill_mid_stream(rig, table):
         r.start_device("cam-01", PER_DEVICE - int(r.status("cam-01").get("raised", 0)), RATE_PER_DEVICE)  # systemd restarts it
 
     tally = stream(rig, fault, "agent SIGKILL, restarted", table)
-    check(tally)
+    check(tally, device_kills=1)
 
 
 def test_control_room_down_and_restarted(rig, table):
