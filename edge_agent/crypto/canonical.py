@@ -82,7 +82,9 @@ def loads_strict(data: bytes, on_error: Callable[[str, str], Exception] | None =
 
 
 def is_jcs(data: bytes, obj: Any) -> bool:
-    """True when ``data`` is exactly the RFC 8785 encoding of ``obj`` (what new formats require)."""
+    """True when ``data`` is exactly the RFC 8785 encoding of ``obj`` (what new formats require).
+    A parsed value JCS cannot encode at all (an integer beyond 2^53) is simply not canonical: a
+    receiver refuses it with its own error, never lets CanonicalJsonError escape (fuzz finding)."""
     try:
         return jcs(obj) == bytes(data)
     except CanonicalJsonError:

@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, jcs, loads_strict, parse_utc
+from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, is_jcs, jcs, loads_strict, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, public_raw
 from edge_agent.crypto.signing import DEPLOYMENT_V1, DEPLOYMENT_V3, THRESHOLD_APPROVAL_V1, THRESHOLD_APPROVAL_V3, SignatureInvalid, sign, verify
 from edge_agent.deployment.calibration import (
@@ -358,7 +358,7 @@ class SignedDeployment:
 
         doc = loads_strict(data, refuse)
         signed = cls.from_json(doc)
-        if doc["version"] >= 2 and jcs(doc) != bytes(data).removesuffix(b"\n"):
+        if doc["version"] >= 2 and not is_jcs(bytes(data).removesuffix(b"\n"), doc):
             raise SecurityError("signed deployment file is not in canonical form (RFC 8785)", "use the file exactly as issued by the authority")
         return signed
 

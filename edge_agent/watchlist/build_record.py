@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_agent.crypto.canonical import jcs
+from edge_agent.crypto.canonical import is_jcs, jcs
 from edge_agent.crypto.signing import WATCHLIST_BUILD_RECORD_V1, SignatureInvalid, sign, verify
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.watchlist.entry import WatchlistEntry
@@ -124,7 +124,7 @@ def verify_build_record(data: bytes, authority_pub: Ed25519PublicKey, package: b
         raise BuildRecordInvalid("not a signed watchlist build record", "see docs/formats/watchlist.md")
     if doc["version"] != RECORD_VERSION:
         raise BuildRecordInvalid(f"unknown build record version {doc['version']!r}", f"this edge-agent reads version {RECORD_VERSION}")
-    if jcs(doc) != data.removesuffix(b"\n"):
+    if not is_jcs(data.removesuffix(b"\n"), doc):
         raise BuildRecordInvalid("build record is not in canonical form (JCS)", "use the record exactly as the build wrote it")
     try:
         signature = base64.b64decode(str(doc["signature"]), validate=True)

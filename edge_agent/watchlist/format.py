@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.crypto.canonical import canonical_json, jcs
+from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, is_jcs, jcs
 from edge_agent.crypto.signing import WATCHLIST_V1, WATCHLIST_V2
 from edge_agent.safe_load import json_loads
 from edge_agent.watchlist.errors import NotAWatchlist, PackageTampered, UnknownFormatVersion
@@ -77,6 +77,17 @@ class Container:
     payload: bytes  # nonce | ciphertext+tag
     signed: bytes  # every byte the signature covers
     signature: bytes
+
+
+def is_canonical(obj: Any, data: bytes, version: int) -> bool:
+    """Whether ``data`` is the one serialisation of ``obj`` for ``version`` (False, not an error,
+    when the parsed value cannot be encoded at all)."""
+    if version >= 2:
+        return is_jcs(data, obj)
+    try:
+        return canonical_json(obj) == data
+    except CanonicalJsonError:
+        return False
 
 
 def canonical(obj: Any, version: int) -> bytes:
@@ -145,7 +156,7 @@ def decode_container(data: bytes) -> Container:
         pos += header_len
         prefix = bytes(view[:pos])
         header = json_loads(header_bytes.decode("utf-8"))
-        if not isinstance(header, dict) or canonical(header, version) != header_bytes:
+        if not isinstance(header, dict) or not is_canonical(header, header_bytes, version):
             raise ValueError("header is not canonical JSON")
         (count,) = struct.unpack_from(">H", view, pos)
         pos += 2

@@ -89,3 +89,18 @@ def test_a_signed_v3_record_dated_before_the_year_1000_is_read_not_a_timestamp_c
     record = SignedDeployment(data, sign(world.authority, DEPLOYMENT_V3, data)).verify(world.authority.public_key())
     assert record.start.year == 35 and record.canonical_bytes() == data
     assert format_timestamp(parse_timestamp("0035-11-22T08:00:00.000Z")) == "0035-11-22T08:00:00.000Z"
+
+
+def test_a_package_header_with_an_integer_beyond_2_53_is_tampered_not_a_canonical_json_error():
+    """Found by watchlist_header (220,897 executions): the authority re-signed a header holding an
+    integer JSON can carry but RFC 8785 cannot encode; the canonical-form check raised
+    CanonicalJsonError out of decode_container instead of its documented PackageTampered."""
+    from edge_agent.watchlist.errors import PackageTampered
+
+    world = make_world()
+    header_bytes, plaintext = _split_real(world, 1)
+    header = json.loads(header_bytes)
+    header["template_count"] = 266666666666666666666666666666666666666666
+    data = _seal_package(world, json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), plaintext)
+    with pytest.raises(PackageTampered, match="structure is corrupt"):
+        load_watchlist(data, world.device, world.authority.public_key(), MODEL, DURING)
