@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser("demo", help="run the live agent on a bundled sample video and print the verified alerts")
     demo.add_argument("--workdir", type=Path, default=None, help="keep everything in this new folder (default: a temporary one, removed afterwards)")
     demo.add_argument("--no-broker", action="store_true", help="skip Mosquitto: hand alerts to the control room in-process")
+    demo.add_argument("--every-frame", action="store_true",
+                      help="read every frame of the video instead of replaying it as a live camera (slow or emulated machines)")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -28,7 +30,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edge-agent-demo-"))
     try:
-        result = run_demo(workdir, sys.stdout, use_broker=not args.no_broker, kept=keep)
+        result = run_demo(workdir, sys.stdout, use_broker=not args.no_broker, kept=keep, every_frame=args.every_frame)
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

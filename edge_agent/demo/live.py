@@ -189,7 +189,11 @@ def provision_site(
                     Path(authority.public_key))
 
 
-def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True) -> DemoResult:
+def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = True, every_frame: bool = False) -> DemoResult:
+    """``every_frame``: read the video's every frame in order (a retrospective run, RFR) instead of as a
+    live camera that drops stale frames: on a machine far slower than the device (arm64 under qemu,
+    deploy/check-arm64.sh) a live replay sees only the few frames the emulator keeps up with, so
+    which people it catches would depend on the emulator's speed."""
     # Absolute: agent.toml names files relative to its own folder, so a relative workdir was applied twice.
     workdir = Path(workdir).absolute()
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
@@ -203,17 +207,19 @@ def run_demo(workdir: Path, out: TextIO, use_broker: bool = True, kept: bool = T
         except BrokerUnavailable as exc:
             broker_note = f" (Mosquitto unavailable: {exc.message}; {exc.hint})"
     try:
-        return _run(workdir, say, env, broker, broker_note, kept)
+        return _run(workdir, say, env, broker, broker_note, kept, "every_frame" if every_frame else "live")
     finally:
         if broker is not None:  # on every path, errors included: never leave a Mosquitto behind
             broker.stop()
 
 
-def _run(workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: MosquittoBroker | None, broker_note: str, kept: bool) -> DemoResult:
+def _run(
+    workdir: Path, say: Callable[[str], None], env: MessagingEnv, broker: MosquittoBroker | None, broker_note: str, kept: bool, file_mode: str
+) -> DemoResult:
     video = write_walk_past_video(workdir / "walk-past.avi", WALKERS)
-    site = provision_site(workdir, video, broker, env=env)
+    site = provision_site(workdir, video, broker, env=env, file_mode=file_mode)
     record = site.record
-    say(f"[1/5] keys, registry and a signed deployment {record.deployment_id}: body-worn LFR, silent, threshold {record.alert_threshold}, ends {record.end:%H:%M} UTC")
+    say(f"[1/5] keys, registry and a signed deployment {record.deployment_id}: body-worn {record.mode}, silent, threshold {record.alert_threshold}, ends {record.end:%H:%M} UTC")
     if isinstance(record.calibration, CalibrationCitation):
         c = record.calibration
         say(f"      threshold calibrated on the dev set (report sha256 {c.report_sha256[:12]}...): FPIR at most {c.fpir_upper95:.4f} (upper 95% bound "

@@ -40,6 +40,14 @@ def test_demo_without_broker_hands_the_same_signed_payloads_to_the_intake(tmp_pa
     assert len(result.verified) == 2 and result.rejected == []
 
 
+def test_demo_reading_every_frame_drops_none_and_raises_the_same_two_alerts(tmp_path):
+    """What check-arm64.sh runs under emulation, where a live replay keeps only the frames qemu keeps up with."""
+    out = io.StringIO()
+    result = run_demo(tmp_path, out, use_broker=False, every_frame=True)
+    assert "body-worn RFR" in out.getvalue() and "(0 stale frames dropped)" in out.getvalue(), out.getvalue()
+    assert result.frames > 100 and result.alerts_raised == 2 and len(result.verified) == 2 and result.rejected == []
+
+
 def test_an_ended_deployment_is_refused_and_its_watchlist_destroyed(tmp_path):
     now = datetime.now(timezone.utc)
     video = write_walk_past_video(tmp_path / "v.avi", ["biden_2.jpg"], seconds_each=1.0)
