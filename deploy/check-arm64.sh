@@ -16,7 +16,7 @@
 #     (deploy/fixture_outputs.py, which says why those tolerances).
 #
 # Cost (2 shared cores): root build ~3 min once (cached), install ~1.5 min, fixtures ~4 min, tests
-# ~3 min, demo (every frame) ~3 min when the machine is idle; measured cold and cached runs: deploy/README.md.
+# ~3-5 min, demo (every frame) ~8 min at load 7; the measured cold and cached runs: deploy/README.md.
 #
 # Environment: EDGE_AGENT_ARM64_CACHE (default /var/cache/edge-agent-ci) holds the root tarball;
 # PYTHON is the x86 project venv's python (default .venv/bin/python, created as the README says).
