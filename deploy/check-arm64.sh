@@ -40,7 +40,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "installing the Debian packages ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+# A container without the right to mount binfmt_misc cannot run foreign binaries at all: that is
+# the host's limit, not a failure of the device software, so say so plainly and exit 77 ("not run").
+if ! mountpoint -q /proc/sys/fs/binfmt_misc && ! mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null; then
+    echo "arm64: NOT RUN: this host does not let us mount binfmt_misc, so no arm64 binary can run here;" \
+         "run deploy/check-arm64.sh as root on a host (or privileged container) that allows it" >&2
+    exit 77
+fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 handler=/proc/sys/fs/binfmt_misc/qemu-aarch64
 grep -qx enabled "$handler" 2>/dev/null || die "qemu-aarch64 is not registered with binfmt_misc (update-binfmts --enable qemu-aarch64 failed)"
