@@ -101,18 +101,26 @@ def specs(cls: type) -> list[tuple[str, Spec]]:
     return [(f.name, s) for f in fields(cls) if (s := spec_of(f)) is not None]
 
 
-def read_toml(path: Path, what: str, missing_hint: str) -> tuple[dict[str, Any], bytes]:
-    """Parse a TOML file; return the document and the exact bytes parsed. Every way the file can
-    be unreadable is a ConfigError, never a traceback."""
+def read_file_bytes(path: Path, what: str, missing_hint: str, directory_hint: str) -> bytes:
+    """The bytes of an input file (config, deployment, package, audit log). A missing file, a
+    directory where the file should be and an unreadable one are each a ConfigError naming
+    ``what``, never a traceback: one wording for every file the project reads."""
     try:
-        raw = Path(path).read_bytes()
-        return toml_loads(raw.decode("utf-8")), raw
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} not found", missing_hint) from None
     except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a directory, not a file", f"give the path of the TOML file itself; {missing_hint}") from None
+        raise ConfigError(f"{what} {path} is a directory, not a file", directory_hint) from None
     except PermissionError:
         raise ConfigError(f"{what} {path} cannot be read (permission denied)", "run as a user that may read it, or fix its mode") from None
+
+
+def read_toml(path: Path, what: str, missing_hint: str) -> tuple[dict[str, Any], bytes]:
+    """Parse a TOML file; return the document and the exact bytes parsed. Every way the file can
+    be unreadable is a ConfigError, never a traceback."""
+    raw = read_file_bytes(path, what, missing_hint, f"give the path of the TOML file itself; {missing_hint}")
+    try:
+        return toml_loads(raw.decode("utf-8")), raw
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}", "fix the syntax at the line and column shown") from None
     except UnicodeDecodeError:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_agent.audit.log import CHECKPOINT_DOMAIN, CHECKPOINT_KIND, GENESIS_HASH, KIND_PATTERN, READABLE_VERSIONS, encode, record_body, record_hash
 from edge_agent.crypto.canonical import CanonicalJsonError, DuplicateKey, loads_strict, parse_utc
 from edge_agent.crypto.signing import SignatureInvalid, verify
-from edge_agent.errors import ConfigError
+from edge_agent.config_reader import read_file_bytes
 from edge_agent.identifiers import ACTOR
 from edge_agent.timestamps import TimestampError, parse_timestamp
 
@@ -65,12 +65,7 @@ def verify_audit_log(path: Path, public_key: Ed25519PublicKey, checkpoint_every:
     Every line must be exactly the canonical encoding of its version (so no duplicate key, no
     second spelling can hide in it); a log may move from version 1 to 2, never back.
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"audit log {path} not found", "check the state directory path") from None
-    except IsADirectoryError:
-        raise ConfigError(f"audit log {path} is a directory", "pass the audit.log file inside the state directory") from None
+    data = read_file_bytes(path, "audit log", "check the state directory path", "pass the audit.log file inside the state directory")
     lines = data.split(b"\n")
     torn = lines[-1] != b""
     if not torn:

@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_agent.config_reader import read_file_bytes
 from edge_agent.crypto.canonical import CanonicalJsonError, canonical_json, format_utc, is_jcs, jcs, loads_strict, parse_utc
 from edge_agent.crypto.keyfiles import ed25519_public_from_b64, public_b64, public_raw
 from edge_agent.crypto.signing import DEPLOYMENT_V1, DEPLOYMENT_V3, THRESHOLD_APPROVAL_V1, THRESHOLD_APPROVAL_V3, SignatureInvalid, sign, verify
@@ -364,14 +365,7 @@ class SignedDeployment:
 
     @classmethod
     def load(cls, path: Path) -> "SignedDeployment":
-        try:
-            return cls.from_bytes(Path(path).read_bytes())
-        except FileNotFoundError:
-            raise ConfigError(f"deployment file {path} not found", "check the path") from None
-        except IsADirectoryError:
-            raise ConfigError(f"deployment file {path} is a directory, not a file", "name the signed deployment file itself") from None
-        except PermissionError:
-            raise ConfigError(f"deployment file {path} cannot be read (permission denied)", "fix its owner or mode") from None
+        return cls.from_bytes(read_file_bytes(path, "deployment file", "check the path", "name the signed deployment file itself"))
 
     def save(self, path: Path) -> None:
         atomic_write(Path(path), self.to_bytes() + b"\n", 0o644)

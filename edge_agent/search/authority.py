@@ -23,10 +23,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge_agent.config_reader import read_file_bytes
 from edge_agent.audit.log import AuditLog
 from edge_agent.deployment.errors import DeploymentRefused
 from edge_agent.deployment.record import SignedDeployment
-from edge_agent.errors import ConfigError, EdgeAgentError, SecurityError
+from edge_agent.errors import EdgeAgentError, SecurityError
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.search.inputs import IMAGE, SearchInput
 from edge_agent.watchlist.errors import WatchlistExpired
@@ -75,12 +76,7 @@ def open_for_search(
         except SecurityError as exc:
             raise DeploymentRefused(exc.message, exc.hint) from None
         check_search_mode(record.mode, record.deployment_id, search_input)
-        try:
-            package = Path(watchlist_path).read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(f"watchlist package {watchlist_path} not found", "give the sealed watchlist built for this deployment") from None
-        except IsADirectoryError:
-            raise ConfigError(f"watchlist package {watchlist_path} is a directory", "name the package file itself") from None
+        package = read_file_bytes(watchlist_path, "watchlist package", "give the sealed watchlist built for this deployment", "name the package file itself")
     except EdgeAgentError as exc:
         audit_refusal(audit, exc, search_input, deployment_path, now)
         raise

@@ -20,10 +20,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge_agent.config_reader import read_file_bytes
 from edge_agent.audit.log import AuditLog
 from edge_agent.deployment.policy import threshold_evidence
 from edge_agent.deployment.record import SignedDeployment
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import EdgeAgentError
 from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.loader import LoadedWatchlist, load_watchlist
@@ -124,12 +125,7 @@ def accept_pushed(
     started yet is accepted once it has), unless its deployment has ended: then it is destroyed
     like an installed one (``deployment_ended``, ``watchlist_wiped``)."""
     pushed = Path(pushed)
-    try:
-        data = pushed.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"pushed watchlist {pushed} not found", "check watchlist.package in the config") from None
-    except IsADirectoryError:
-        raise ConfigError(f"pushed watchlist {pushed} is a directory", "watchlist.package names the package file itself") from None
+    data = read_file_bytes(pushed, "pushed watchlist", "check watchlist.package in the config", "watchlist.package names the package file itself")
     try:
         loaded = install_verified(
             store, data, device_keys, authority_pub, model_identity, now, audit, approver_pubs,
