@@ -130,6 +130,8 @@ class PipelineConfig:
     track_max_age_s: float = setting("number", 1.0, "a track unseen this long ends", lo=0.0, hi=60.0, lo_open=True)
     alert_cooldown_s: float = setting("number", 60.0, "minimum time between two alerts for one subject", lo=0.0, hi=86400.0)
     max_faces_per_frame: int = setting("integer", 10, "faces processed per frame, largest first", lo=1, hi=100)
+    recognise_every_s: float = setting("number", 0.2, "a tracked face is recognised again at least this often (sooner when closer or turned to the camera; 0: every frame)",
+                                       lo=0.0, hi=10.0)
     idle_fps: float = setting("number", 5.0, "live sources, no face for idle_after_s: process at most this rate (0: off)", lo=0.0, hi=240.0)
     idle_after_s: float = setting("number", 2.0, "seconds without a face before idling", lo=0.1, hi=600.0)
     hot_temperature_c: float = setting("number", 75.0, "SoC at or above this: process at most hot_fps", lo=40.0, hi=110.0)

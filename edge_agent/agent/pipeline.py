@@ -1,4 +1,9 @@
-"""Frame -> detect -> align -> quality -> embed -> match -> alert, for one frame at a time.
+"""Frame -> detect -> track -> align -> quality -> embed -> match -> alert, for one frame at a time.
+
+Live capture recognises (aligns, embeds, matches) a tracked face on its first frame, when it
+comes closer or turns to the camera, and at least every ``pipeline.recognise_every_s``; between
+those frames it is only tracked (``agent/schedule.py``). A recording searched (RFR) has every face
+of every frame recognised.
 
 Each face is matched twice: on its own template (``single_frame``) and, once its track has two or
 more, on the track's fused template (``fused_track``: the quality-weighted mean of its best
@@ -24,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_agent.agent.schedule import RecognitionSchedule
 from edge_agent.agent.tracking import FUSED_TRACK, AlertGate, FaceTracker, TrackTemplates
 from edge_agent.capture.frame import Frame
 from edge_agent.errors import EdgeAgentError
@@ -64,6 +70,7 @@ class PipelineCounters:
     faces: int = 0
     faces_rejected_quality: int = 0
     faces_searched: int = 0
+    faces_between_recognitions: int = 0  # tracked on this frame, recognised on an earlier one (agent/schedule.py)
     matches: int = 0
     matches_fused: int = 0  # of which the track's fused template scored higher than the frame's own
     alerts: int = 0
@@ -93,6 +100,7 @@ class PipelineCounters:
             "faces": self.faces,
             "faces_rejected_quality": self.faces_rejected_quality,
             "faces_searched": self.faces_searched,
+            "faces_between_recognitions": self.faces_between_recognitions,
             "matches": self.matches,
             "matches_fused": self.matches_fused,
             "alerts": self.alerts,
@@ -130,6 +138,7 @@ class MatchingPipeline:
         max_faces_per_frame: int = 10,
         local_alert: Callable[[MatchDecision], None] | None = None,
         on_alert_failure: AlertFailure | None = None,
+        schedule: RecognitionSchedule | None = None,
     ) -> None:
         self.core = core
         self.watchlist = watchlist
@@ -140,6 +149,7 @@ class MatchingPipeline:
         self.templates = TrackTemplates()
         self.gate: AlertGate = gate or AlertGate()
         self.max_faces_per_frame = max_faces_per_frame
+        self.schedule = schedule or RecognitionSchedule()
         self._local_alert = local_alert  # None in silent mode: the wearer is never prompted
         self._on_alert_failure = on_alert_failure
         # Alerts the gate released that are not stored yet (issue 10.9: one failure must not drop the rest).
@@ -159,12 +169,19 @@ class MatchingPipeline:
             self.counters.frames_outside_deployment += 1
             self.counters.matches_discarded_at_deployment_end += self.gate.discard_pending() + self._discard_waiting()
             self.templates.clear()
+            self.schedule.clear()
             return 0
-        faces = sorted(self.core.faces(frame.image), key=lambda f: -f.detection.width * f.detection.height)[: self.max_faces_per_frame]
-        self.counters.faces += len(faces)
-        track_ids, ended = self.tracker.update([f.detection.box for f in faces], t)
+        every_range = self.schedule.every_range_due(t)
+        detections = sorted(self.core.detect(frame.image, every_range), key=lambda d: -d.width * d.height)[: self.max_faces_per_frame]
+        self.counters.faces += len(detections)
+        track_ids, ended = self.tracker.update([d.box for d in detections], t)
         self.templates.end(ended)
-        for face, track_id in zip(faces, track_ids, strict=True):
+        self.schedule.end(ended)
+        for detection, track_id in zip(detections, track_ids, strict=True):
+            if not self.schedule.due(track_id, detection.box, detection.score, t):
+                self.counters.faces_between_recognitions += 1
+                continue
+            face = self.core.recognise(frame.image, detection)
             if face.embedding is None:
                 self.counters.faces_rejected_quality += 1
                 continue

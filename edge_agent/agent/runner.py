@@ -23,6 +23,7 @@ from edge_agent.agent.pacing import FramePacer, PacingPolicy
 from edge_agent.agent.pipeline import MatchingPipeline
 from edge_agent.agent.storage_health import StorageHealth
 from edge_agent.agent.trusted_time import ClockSetBack, TimeHighWater
+from edge_agent.agent.schedule import RecognitionSchedule
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
 from edge_agent.capture.factory import is_file_source, is_live, open_source
@@ -183,6 +184,7 @@ def run_agent(
             tracker=FaceTracker(config.pipeline.track_iou, config.pipeline.track_max_age_s),
             gate=AlertGate(settle_s=ALERT_SETTLE_S, cooldown_s=config.pipeline.alert_cooldown_s),
             max_faces_per_frame=config.pipeline.max_faces_per_frame,
+            schedule=_schedule(config),
             local_alert=None if deployment.silent else (on_alert or _prompt_wearer),
             on_alert_failure=health.alert_failed,
         )
@@ -322,6 +324,13 @@ def _ended(deployment_id: str) -> WatchlistExpired:
         f"deployment {deployment_id} has ended: its watchlist was destroyed and nothing will be matched",
         "push the signed deployment record and watchlist of a current deployment",
     )
+
+
+def _schedule(config: AgentConfig) -> RecognitionSchedule:
+    """Live capture recognises a tracked face every ``recognise_every_s``; a recording being
+    searched (RFR) has every face of every frame recognised."""
+    live = is_live(str(config.capture.source), config.capture.file_mode)
+    return RecognitionSchedule(config.pipeline.recognise_every_s if live else 0.0)
 
 
 def _pacer(config: AgentConfig) -> FramePacer | None:

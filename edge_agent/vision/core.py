@@ -138,27 +138,43 @@ class RecognitionCore:
             log.info("models %s (precision %s) on %s", names, files.identity.precision, read_cpu_profile().summary())
         return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles, chosen)
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+    def detect(self, image_bgr: np.ndarray, every_range: bool = True) -> list[Detection]:
         """Every detector over the whole frame and, when tiling is on, over each tile; the same
         head seen more than once (both ranges, overlapping tiles, a box nested in another) is
-        one detection. Best score first."""
-        found = [d for detector in self.detectors for d in detector.detect(image_bgr)]
+        one detection. Best score first.
+
+        ``every_range=False`` (the live pipeline between its periodic full passes): with both
+        ranges loaded, the short range (close faces, the ones that fill the frame) runs only when
+        the full range finds no face, which saves its invoke on most frames of a busy scene."""
+        first = self.detectors if every_range else self.detectors[:1]
+        found = self._detect_with(first, image_bgr)
+        ran = len(first)
+        if not found and ran < len(self.detectors):
+            found = self._detect_with(self.detectors[ran:], image_bgr)
+        return merge_detections(found) if (every_range and len(self.detectors) > 1) or self.tiles.enabled else drop_nested(found)
+
+    def _detect_with(self, detectors: list[BlazeFaceDetector], image_bgr: np.ndarray) -> list[Detection]:
+        found = [d for detector in detectors for d in detector.detect(image_bgr)]
         height, width = image_bgr.shape[:2]
         for region in self.tiles.regions(width, height):
             tile = image_bgr[region.y : region.y + region.height, region.x : region.x + region.width]
-            for detector in self.detectors:
+            for detector in detectors:
                 found.extend(to_frame(d, region) for d in detector.detect(tile) if not cut_by_inner_edge(d.box, region, width, height))
-        return merge_detections(found) if len(self.detectors) > 1 or self.tiles.enabled else drop_nested(found)
+        return found
 
     def faces(self, image_bgr: np.ndarray, embed_rejected: bool = False, keep_aligned: bool = False, with_mirror: bool = False) -> list[Face]:
         """All faces in a frame, each with its quality verdict; only usable faces (or all, when
         ``embed_rejected``) are embedded. Aligned crops are wiped unless ``keep_aligned``."""
-        results = []
-        for detection in self.detect(image_bgr):
-            alignment = self.aligner.align(image_bgr, detection)
-            verdict = assess(detection, alignment.crop, alignment.points, alignment.presence, self.quality)
-            embedding = self.embedder.embed(alignment.crop, with_mirror) if (verdict.ok or embed_rejected) else None
-            if not keep_aligned:
-                alignment.crop.wipe()
-            results.append(Face(detection, verdict, embedding, alignment.crop if keep_aligned else None))
-        return results
+        return [self.recognise(image_bgr, d, embed_rejected, keep_aligned, with_mirror) for d in self.detect(image_bgr)]
+
+    def recognise(
+        self, image_bgr: np.ndarray, detection: Detection, embed_rejected: bool = False, keep_aligned: bool = False, with_mirror: bool = False
+    ) -> Face:
+        """One detected face: aligned, assessed and (when usable) embedded. The live pipeline
+        calls this per tracked face it chose to recognise this frame (agent/schedule.py)."""
+        alignment = self.aligner.align(image_bgr, detection)
+        verdict = assess(detection, alignment.crop, alignment.points, alignment.presence, self.quality)
+        embedding = self.embedder.embed(alignment.crop, with_mirror) if (verdict.ok or embed_rejected) else None
+        if not keep_aligned:
+            alignment.crop.wipe()
+        return Face(detection, verdict, embedding, alignment.crop if keep_aligned else None)

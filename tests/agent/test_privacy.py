@@ -159,8 +159,8 @@ def test_a_track_fusion_copy_is_zeroed_when_its_track_ends(tmp_path, fixtures_di
     image = read_image(fixtures_dir / "faces" / "astronaut_collins.jpg")
     expected = core.faces(image)[0].embedding.copy()
     start = datetime.now(timezone.utc)
-    for i in range(3):
-        pipeline.process(Frame(image, start + timedelta(seconds=0.1 * i), i, source_time_s=0.1 * i))
+    for i in range(3):  # 0.25 s apart: each frame is recognised (pipeline.recognise_every_s 0.2)
+        pipeline.process(Frame(image, start + timedelta(seconds=0.25 * i), i, source_time_s=0.25 * i))
     assert alerts == [] and pipeline.templates.held == 3
     held = [h.template for track in pipeline.templates._held.values() for h in track]
     assert max(float(t @ expected) for t in held) > 0.999
