@@ -44,21 +44,21 @@ class SignatureInvalid(SecurityError):
     """A signature does not verify for this key, domain and data."""
 
 
-def sign(private_key: Ed25519PrivateKey, domain: bytes, data: bytes) -> bytes:
+def sign(private_key: Ed25519PrivateKey, domain: bytes, data: bytes | memoryview) -> bytes:
     """Ed25519 signature (64 bytes) over ``domain + data``; ``domain`` must be one declared here."""
     if domain not in SIGNING_DOMAINS:
         raise ValueError(f"signing domain {domain!r} is not declared in edge_agent.crypto.signing")
-    return private_key.sign(domain + bytes(data))
+    return private_key.sign(b"".join((domain, data)))  # one copy of ``data``, also for a view (a package is megabytes)
 
 
-def verify(public_key: Ed25519PublicKey, domain: bytes, data: bytes, signature: bytes) -> None:
+def verify(public_key: Ed25519PublicKey, domain: bytes, data: bytes | memoryview, signature: bytes) -> None:
     """Return if ``signature`` is ``public_key``'s Ed25519 signature over ``domain + data``, else raise SignatureInvalid."""
     if domain not in VERIFYING_DOMAINS:
         raise ValueError(f"signing domain {domain!r} is not declared in edge_agent.crypto.signing")
     try:
         if not isinstance(signature, (bytes, bytearray)) or len(signature) != SIGNATURE_LEN:
             raise InvalidSignature
-        public_key.verify(bytes(signature), domain + bytes(data))
+        public_key.verify(bytes(signature), b"".join((domain, data)))  # one copy, also for a memoryview
     except (InvalidSignature, TypeError, ValueError):
         purpose = domain.rstrip(b"\x00").decode("ascii") or "lfr.alert/1 (no domain)"
         raise SignatureInvalid(

@@ -74,8 +74,8 @@ class Container:
     prefix: bytes  # magic .. header, the payload AAD
     header: dict[str, Any]
     seals: dict[str, bytes]
-    payload: bytes  # nonce | ciphertext+tag
-    signed: bytes  # every byte the signature covers
+    payload: memoryview  # nonce | ciphertext+tag (views into the package: each copy of a 10k package is 6 MB)
+    signed: memoryview  # every byte the signature covers
     signature: bytes
 
 
@@ -135,17 +135,18 @@ def package_version(data: bytes) -> int:
     return data[len(MAGIC)]
 
 
-def split_signature(data: bytes) -> tuple[bytes, bytes]:
+def split_signature(data: bytes) -> tuple[memoryview, bytes]:
+    """(a view of the signed bytes, the signature): a slice would copy the whole package."""
     if len(data) < len(MAGIC) + 1 + 4 + 2 + 8 + SIGNATURE_LEN:
         raise PackageTampered("watchlist package is truncated", "copy the package again from the authority")
-    return data[:-SIGNATURE_LEN], data[-SIGNATURE_LEN:]
+    return memoryview(data)[:-SIGNATURE_LEN], bytes(data[-SIGNATURE_LEN:])
 
 
 def decode_container(data: bytes) -> Container:
     """Split a package into regions; any inconsistency is PackageTampered. Call after the signature check."""
     version = package_version(data)
     signed, signature = split_signature(data)
-    view = memoryview(signed)
+    view = signed
     pos = len(MAGIC) + 1
     try:
         (header_len,) = struct.unpack_from(">I", view, pos)
@@ -176,7 +177,7 @@ def decode_container(data: bytes) -> Container:
         pos += 8
         if pos + payload_len != len(view) or payload_len < NONCE_LEN + TAG_LEN:
             raise ValueError("payload length does not match the package size")
-        payload = bytes(view[pos:])
+        payload = view[pos:]
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
         raise PackageTampered(f"watchlist package structure is corrupt ({exc})", "copy the package again from the authority") from None
     return Container(version, prefix, header, seals, payload, signed, signature)
@@ -188,8 +189,9 @@ def encode_plaintext(entries_json: list[dict[str, Any]], templates: np.ndarray) 
     return struct.pack(">I", len(meta)) + meta + body
 
 
-def decode_plaintext(plaintext: bytes, template_count: int, dim: int) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Split decrypted bytes into entry metadata and an (N, dim) float32 array (in memory only)."""
+def decode_plaintext(plaintext: bytes | bytearray, template_count: int, dim: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Split decrypted bytes into entry metadata and an (N, dim) float32 array (in memory only):
+    the array is a view of ``plaintext``, not a copy."""
     try:
         (meta_len,) = struct.unpack_from(">I", plaintext, 0)
         meta = json_loads(str(memoryview(plaintext)[4 : 4 + meta_len], "utf-8"))  # decoded in place, not sliced first

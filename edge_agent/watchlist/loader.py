@@ -27,6 +27,7 @@ from edge_agent.deployment.policy import authorise
 from edge_agent.deployment.record import DeploymentRecord, SignedDeployment
 from edge_agent.errors import ConfigError, SecurityError
 from edge_agent.identity.keys import DeviceKeys
+from edge_agent.memory import trim_heap
 from edge_agent.timestamps import TimestampError, parse_timestamp, truncate_to_ms
 from edge_agent.vision.identity import explain_aligner_change
 from edge_agent.watchlist.entry import DeviceEntry, WatchlistEntry
@@ -41,9 +42,11 @@ from edge_agent.watchlist.errors import (
 from edge_agent.watchlist.format import (
     EMBEDDING_DIM,
     FORMAT_NAME,
+    Container,
     NONCE_LEN,
     SEAL_CONTEXTS,
     SIGNATURE_DOMAINS,
+    TAG_LEN,
     decode_container,
     decode_plaintext,
     package_version,
@@ -173,24 +176,11 @@ def load_watchlist(
             f"watchlist seal for {device_keys.device_id!r} does not open with this device's key",
             "the registry holds a different key for this device id; re-register the device or rebuild the package",
         ) from None
-    # Views, not slices: a slice of the payload would copy the whole ciphertext once more.
-    payload = memoryview(container.payload)
-    nonce, ciphertext = payload[:NONCE_LEN], payload[NONCE_LEN:]
-    try:
-        plaintext = AESGCM(content_key).decrypt(nonce, ciphertext, container.prefix)
-    except (InvalidTag, ValueError):
-        raise PackageTampered("watchlist payload does not decrypt (altered)", "obtain the package again from the authority") from None
-    entries_json, templates = decode_plaintext(plaintext, template_count, dim)
-    try:
-        # v1 entries carried the whole listing: it is checked, then all but what matching needs is dropped.
-        entries = tuple(DeviceEntry.from_json(e) if version >= 2 else WatchlistEntry.from_json(e).device_entry() for e in entries_json)
-    except ConfigError as exc:
-        raise PackageTampered(f"watchlist entry is invalid ({exc.message})", "ask the authority to rebuild the package") from None
-    if len(entries) != entry_count or sum(e.templates for e in entries) != template_count:
-        raise PackageTampered("watchlist entry counts disagree with the header", "ask the authority to rebuild the package")
-    refs = [e.subject_ref for e in entries for _ in range(e.templates)]
+    entries, gallery = _open_payload(content_key, container, template_count, dim, entry_count)
+    del container, data  # a package read from a file is freed here (a caller's bytes stay the caller's)
+    trim_heap()  # the load's transient copies (~25 MB for 10,000 entries) back to the kernel, not kept by malloc
     return LoadedWatchlist(
-        gallery=Gallery(templates, refs),
+        gallery=gallery,
         entries=entries,
         deployment=record,
         expires_at=expires,
@@ -200,6 +190,42 @@ def load_watchlist(
         model=package_model,
         device_id=device_keys.device_id,
     )
+
+
+def _open_payload(
+    content_key: bytes, container: Container, template_count: int, dim: int, entry_count: int
+) -> tuple[tuple[DeviceEntry, ...], Gallery]:
+    """Decrypt the payload into a buffer of our own, index it, and zero the buffer before it is
+    freed (policing.md 12: no template's plaintext is left for the allocator to hand out again);
+    the gallery's grouped copy is then the only copy of the templates. The parsed entries' JSON is
+    dropped before that copy is made, so the load's peak holds the package, the plaintext, the
+    entries and the gallery, and nothing more (issue 14: the device's peak RSS)."""
+    payload = container.payload
+    plaintext = bytearray(max(len(payload) - NONCE_LEN - TAG_LEN, 0))
+    version = container.version
+    keep_templates = False
+    try:
+        try:
+            AESGCM(content_key).decrypt_into(payload[:NONCE_LEN], payload[NONCE_LEN:], container.prefix, plaintext)
+        except (InvalidTag, ValueError):
+            raise PackageTampered("watchlist payload does not decrypt (altered)", "obtain the package again from the authority") from None
+        entries_json, templates = decode_plaintext(plaintext, template_count, dim)
+        try:
+            # v1 entries carried the whole listing: it is checked, then all but what matching needs is dropped.
+            entries = tuple(DeviceEntry.from_json(e) if version >= 2 else WatchlistEntry.from_json(e).device_entry() for e in entries_json)
+        except ConfigError as exc:
+            raise PackageTampered(f"watchlist entry is invalid ({exc.message})", "ask the authority to rebuild the package") from None
+        del entries_json
+        if len(entries) != entry_count or sum(e.templates for e in entries) != template_count:
+            raise PackageTampered("watchlist entry counts disagree with the header", "ask the authority to rebuild the package")
+        gallery = Gallery(templates, [e.subject_ref for e in entries for _ in range(e.templates)])
+        # A central-sized gallery (COMPACT_FROM templates and more) indexes the templates where they are.
+        keep_templates = bool(np.may_share_memory(gallery.templates, templates))
+        return entries, gallery
+    finally:
+        # (also when refused: GCM writes the plaintext before it checks the tag)
+        wipe_to = len(plaintext) - template_count * dim * 4 if keep_templates else len(plaintext)
+        np.frombuffer(plaintext, np.uint8)[:wipe_to].fill(0)
 
 
 def _check_pushed_deployment(pushed: SignedDeployment, bound: SignedDeployment, authority_pub: Ed25519PublicKey) -> None:
