@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.errors import ModelError
+from edge_agent.memory import release_file_pages
 from edge_agent.vision.native_stderr import without_runtime_banner
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -64,6 +65,9 @@ class LiteRTModel:
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load model {path.name}: {exc}", "the file may be corrupt; rebuild or reinstall it") from None
+        # Prepared: XNNPACK has packed the weights into its own memory, so the mapped file's pages
+        # (all resident after packing read them) are a second copy; drop them (edge_agent/memory.py).
+        release_file_pages(path)
         self.path = path
         self.inputs = [self._spec(d) for d in self._interp.get_input_details()]
         self.outputs = [self._spec(d) for d in self._interp.get_output_details()]
