@@ -21,9 +21,9 @@ from edge_agent.agent.config_change import record_config_change
 from edge_agent.agent.health import SystemdNotifier, cpu_temperature_c
 from edge_agent.agent.pacing import FramePacer, PacingPolicy
 from edge_agent.agent.pipeline import MatchingPipeline
+from edge_agent.agent.schedule import RecognitionSchedule
 from edge_agent.agent.storage_health import StorageHealth
 from edge_agent.agent.trusted_time import ClockSetBack, TimeHighWater
-from edge_agent.agent.schedule import RecognitionSchedule
 from edge_agent.agent.tracking import AlertGate, FaceTracker
 from edge_agent.audit.log import AuditLog
 from edge_agent.capture.factory import is_file_source, is_live, open_source
