@@ -189,22 +189,32 @@ def encode_plaintext(entries_json: list[dict[str, Any]], templates: np.ndarray) 
     return struct.pack(">I", len(meta)) + meta + body
 
 
-def decode_plaintext(plaintext: bytes | bytearray, template_count: int, dim: int) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Split decrypted bytes into entry metadata and an (N, dim) float32 array (in memory only):
-    the array is a view of ``plaintext``, not a copy."""
+META_LEN_BYTES = 4  # the plaintext's meta_len (u32 BE)
+
+
+def decode_meta_length(head: bytes | bytearray | memoryview) -> int:
+    """meta_len from the plaintext's first four bytes."""
+    if len(head) != META_LEN_BYTES:
+        raise PackageTampered("watchlist payload metadata is corrupt (shorter than its length field)", "ask the authority to rebuild the package")
+    return int(struct.unpack(">I", head)[0])
+
+
+def decode_entries(meta: bytes | bytearray | memoryview) -> list[Any]:
+    """The entries list of the plaintext's meta JSON (decoded in place, not sliced first)."""
     try:
-        (meta_len,) = struct.unpack_from(">I", plaintext, 0)
-        meta = json_loads(str(memoryview(plaintext)[4 : 4 + meta_len], "utf-8"))  # decoded in place, not sliced first
-        entries = meta["entries"]
+        doc = json_loads(str(meta, "utf-8"))
+        entries = doc["entries"]
         if not isinstance(entries, list):
             raise ValueError("entries is not a list")
-    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise PackageTampered(f"watchlist payload metadata is corrupt ({exc})", "ask the authority to rebuild the package") from None
-    body = memoryview(plaintext)[4 + meta_len :]
-    if len(body) != template_count * dim * 4:
+    return entries
+
+
+def check_template_bytes(size: int, template_count: int, dim: int) -> None:
+    """The plaintext after the meta JSON is exactly the header's templates, float32 little-endian."""
+    if size != template_count * dim * 4:
         raise PackageTampered(
-            f"watchlist payload holds {len(body)} template bytes, header says {template_count}x{dim} float32",
+            f"watchlist payload holds {size} template bytes, header says {template_count}x{dim} float32",
             "ask the authority to rebuild the package",
         )
-    templates = np.frombuffer(body, dtype=TEMPLATE_DTYPE).reshape(template_count, dim).astype(np.float32, copy=False)
-    return entries, templates

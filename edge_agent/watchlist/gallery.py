@@ -35,20 +35,38 @@ class Candidate:
 
 
 class Gallery:
-    def __init__(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int = 2) -> None:
+    def __init__(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int = 2, *, placed: bool = False) -> None:
+        """``placed``: row i of ``templates`` already holds the template ``placement(subject_refs)``
+        sends there (a C-contiguous float32 array), and is kept as it is, not copied."""
         if len(templates) >= COMPACT_FROM:
             self._init_compact(templates, subject_refs, threads)
             return
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 2 or len(templates) != len(subject_refs):
             raise ValueError(f"templates {templates.shape} do not match {len(subject_refs)} subject references")
-        subjects, codes = np.unique(np.asarray(list(subject_refs), dtype=str), return_inverse=True)
-        # Templates grouped by subject, so "best template per subject" is one np.maximum.reduceat.
-        order = np.argsort(codes, kind="stable")
-        self.templates = np.ascontiguousarray(templates[order])
+        subjects, codes, order = _grouped(subject_refs)
+        if placed:
+            if not templates.flags.c_contiguous:
+                raise ValueError("placed templates must be one C-contiguous float32 array")
+            self.templates = templates
+        else:
+            self.templates = np.ascontiguousarray(templates[order])
         self._subjects = subjects
         self._starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(codes) else np.zeros(0, int)
         self._index: Int8Index | None = None
+
+    @staticmethod
+    def placement(subject_refs: Sequence[str]) -> np.ndarray:
+        """For each template, in input order, the row of the gallery's matrix it goes to, so a
+        loader can write each template straight to its place and pass ``placed=True`` instead of
+        having the whole array copied (watchlist/loader.py; issue 14, peak RSS). A central-sized
+        gallery keeps the input's order."""
+        if len(subject_refs) >= COMPACT_FROM:
+            return np.arange(len(subject_refs))
+        order = _grouped(subject_refs)[2]
+        rows = np.empty_like(order)
+        rows[order] = np.arange(len(order))
+        return rows
 
     def _init_compact(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int) -> None:
         """Large galleries: no reordered or converted copy of the float32 templates is made."""
@@ -115,6 +133,13 @@ class Gallery:
         exact = self._rows.score(candidates, probe)
         refs, scores = _best_per_subject(candidates, exact, self._codes)
         return [Candidate(str(self._subjects[c]), float(s)) for c, s in zip(refs[:k], scores[:k], strict=True)]
+
+
+def _grouped(subject_refs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted subjects, each template's subject code, the template order that groups them): rows
+    grouped by subject, so "best template per subject" is one np.maximum.reduceat."""
+    subjects, codes = np.unique(np.asarray(list(subject_refs), dtype=str), return_inverse=True)
+    return subjects, codes, np.argsort(codes, kind="stable")
 
 
 def dot_rows(templates: np.ndarray, probes: np.ndarray) -> np.ndarray:

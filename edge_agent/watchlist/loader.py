@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from edge_agent.crypto.canonical import CanonicalJsonError, parse_utc
 from edge_agent.crypto.sealing import open_sealed
@@ -42,13 +42,17 @@ from edge_agent.watchlist.errors import (
 from edge_agent.watchlist.format import (
     EMBEDDING_DIM,
     FORMAT_NAME,
-    Container,
+    META_LEN_BYTES,
     NONCE_LEN,
     SEAL_CONTEXTS,
     SIGNATURE_DOMAINS,
     TAG_LEN,
+    TEMPLATE_DTYPE,
+    Container,
+    check_template_bytes,
     decode_container,
-    decode_plaintext,
+    decode_entries,
+    decode_meta_length,
     package_version,
     seal_aad,
     split_signature,
@@ -192,40 +196,104 @@ def load_watchlist(
     )
 
 
+#: Templates decrypted per step (64 KiB of plaintext for 128-value templates).
+CHUNK_ROWS = 128
+
+
+class _PlaintextStream:
+    """The payload decrypted in order, a piece at a time, through one small scratch buffer
+    (AES-GCM is a stream cipher with the tag checked after the last byte, by ``finish``)."""
+
+    def __init__(self, key: bytes, payload: memoryview, aad: bytes, chunk: int) -> None:
+        nonce, self._ciphertext, tag = bytes(payload[:NONCE_LEN]), payload[NONCE_LEN:-TAG_LEN], bytes(payload[-TAG_LEN:])
+        self._decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+        self._decryptor.authenticate_additional_data(aad)
+        self._pos = 0
+        self._chunk = chunk
+        self.scratch = bytearray(chunk + 15)  # update_into wants a block's room more than it writes
+
+    @property
+    def remaining(self) -> int:
+        return len(self._ciphertext) - self._pos
+
+    def read(self, n: int) -> memoryview:
+        """The next ``n`` (at most ``chunk``) plaintext bytes: a view of the scratch buffer, valid until the next read."""
+        if n > self._chunk:
+            raise ValueError(f"read of {n} bytes exceeds the {self._chunk}-byte chunk")
+        n = min(n, self.remaining)  # short: the caller's length check refuses it
+        written = self._decryptor.update_into(self._ciphertext[self._pos : self._pos + n], self.scratch)
+        if written != n:
+            raise RuntimeError(f"AES-GCM returned {written} of {n} bytes")
+        self._pos += n
+        return memoryview(self.scratch)[:n]
+
+    def read_into(self, out: memoryview) -> None:
+        for start in range(0, len(out), self._chunk):
+            piece = self.read(min(self._chunk, len(out) - start))
+            out[start : start + len(piece)] = piece
+
+    def finish(self) -> None:
+        """Check the tag over every byte (the rest is decrypted into the scratch buffer first)."""
+        while self.remaining:
+            self.read(min(self._chunk, self.remaining))
+        try:
+            self._decryptor.finalize()
+        except InvalidTag:
+            raise PackageTampered("watchlist payload does not decrypt (altered)", "obtain the package again from the authority") from None
+
+    def wipe(self) -> None:
+        np.frombuffer(self.scratch, np.uint8).fill(0)
+
+
 def _open_payload(
     content_key: bytes, container: Container, template_count: int, dim: int, entry_count: int
 ) -> tuple[tuple[DeviceEntry, ...], Gallery]:
-    """Decrypt the payload into a buffer of our own, index it, and zero the buffer before it is
-    freed (policing.md 12: no template's plaintext is left for the allocator to hand out again);
-    the gallery's grouped copy is then the only copy of the templates. The parsed entries' JSON is
-    dropped before that copy is made, so the load's peak holds the package, the plaintext, the
-    entries and the gallery, and nothing more (issue 14: the device's peak RSS)."""
-    payload = container.payload
-    plaintext = bytearray(max(len(payload) - NONCE_LEN - TAG_LEN, 0))
+    """Decrypt the payload straight into the gallery: the entries first, then each template to its
+    row of the gallery's matrix (``Gallery.placement``) through a 64 KiB scratch buffer, so the
+    whole plaintext never exists at once and the gallery copies nothing (issue 14: the device's
+    peak RSS; before, the plaintext and the gallery's grouped copy of it were both held). Nothing
+    is returned before the GCM tag has been checked over every byte (the package's signature,
+    checked first, already covers them). The scratch buffer, the entries' plaintext and, when the
+    package is refused, the templates decrypted so far are zeroed (policing.md 12: no template's
+    plaintext is left for the allocator to hand out again)."""
+    stream = _PlaintextStream(content_key, container.payload, container.prefix, CHUNK_ROWS * dim * 4)
     version = container.version
-    keep_templates = False
+    templates: np.ndarray | None = None
     try:
         try:
-            AESGCM(content_key).decrypt_into(payload[:NONCE_LEN], payload[NONCE_LEN:], container.prefix, plaintext)
-        except (InvalidTag, ValueError):
-            raise PackageTampered("watchlist payload does not decrypt (altered)", "obtain the package again from the authority") from None
-        entries_json, templates = decode_plaintext(plaintext, template_count, dim)
-        try:
-            # v1 entries carried the whole listing: it is checked, then all but what matching needs is dropped.
-            entries = tuple(DeviceEntry.from_json(e) if version >= 2 else WatchlistEntry.from_json(e).device_entry() for e in entries_json)
-        except ConfigError as exc:
-            raise PackageTampered(f"watchlist entry is invalid ({exc.message})", "ask the authority to rebuild the package") from None
-        del entries_json
-        if len(entries) != entry_count or sum(e.templates for e in entries) != template_count:
-            raise PackageTampered("watchlist entry counts disagree with the header", "ask the authority to rebuild the package")
-        gallery = Gallery(templates, [e.subject_ref for e in entries for _ in range(e.templates)])
-        # A central-sized gallery (COMPACT_FROM templates and more) indexes the templates where they are.
-        keep_templates = bool(np.may_share_memory(gallery.templates, templates))
-        return entries, gallery
+            meta_len = decode_meta_length(stream.read(META_LEN_BYTES))
+            check_template_bytes(stream.remaining - meta_len, template_count, dim)
+            meta = bytearray(meta_len)
+            try:
+                stream.read_into(memoryview(meta))
+                entries_json = decode_entries(meta)
+            finally:
+                np.frombuffer(meta, np.uint8).fill(0)
+            try:
+                # v1 entries carried the whole listing: it is checked, then all but what matching needs is dropped.
+                entries = tuple(DeviceEntry.from_json(e) if version >= 2 else WatchlistEntry.from_json(e).device_entry() for e in entries_json)
+            except ConfigError as exc:
+                raise PackageTampered(f"watchlist entry is invalid ({exc.message})", "ask the authority to rebuild the package") from None
+            del entries_json
+            if len(entries) != entry_count or sum(e.templates for e in entries) != template_count:
+                raise PackageTampered("watchlist entry counts disagree with the header", "ask the authority to rebuild the package")
+        except PackageTampered:
+            stream.finish()  # an altered payload is refused as such, before what it decrypts to
+            raise
+        refs = [e.subject_ref for e in entries for _ in range(e.templates)]
+        rows = Gallery.placement(refs)
+        templates = np.empty((template_count, dim), np.float32)
+        for first in range(0, template_count, CHUNK_ROWS):
+            count = min(CHUNK_ROWS, template_count - first)
+            templates[rows[first : first + count]] = np.frombuffer(stream.read(count * dim * 4), TEMPLATE_DTYPE).reshape(count, dim)
+        stream.finish()
+        return entries, Gallery(templates, refs, placed=True)
+    except BaseException:
+        if templates is not None:
+            templates.fill(0)
+        raise
     finally:
-        # (also when refused: GCM writes the plaintext before it checks the tag)
-        wipe_to = len(plaintext) - template_count * dim * 4 if keep_templates else len(plaintext)
-        np.frombuffer(plaintext, np.uint8)[:wipe_to].fill(0)
+        stream.wipe()
 
 
 def _check_pushed_deployment(pushed: SignedDeployment, bound: SignedDeployment, authority_pub: Ed25519PublicKey) -> None:

@@ -211,7 +211,7 @@ def watchlist_payload(world: World) -> Target:
         header = headers[3] if len(data) > len(real[0][1]) + 256 else headers[1]
         _load(world, _seal_package(world, header, data))
 
-    return Target("watchlist_payload", "watchlist/format.py decode_plaintext, entry.py (re-sealed)", [p for _, p in real],
+    return Target("watchlist_payload", "watchlist/format.py decode_meta_length, decode_entries, check_template_bytes; loader.py _open_payload; entry.py (re-sealed)", [p for _, p in real],
                   _allowed(*_watchlist_refusals())(run))
 
 

@@ -203,3 +203,21 @@ def test_building_the_int8_index_of_a_mapped_gallery_peaks_near_the_index_size()
     out = subprocess.run([sys.executable, "-c", _INDEX_PEAK_SCRIPT], check=True, capture_output=True, text=True)
     peak_over_index_bytes = float(out.stdout.strip().splitlines()[-1])
     assert peak_over_index_bytes <= 3.5
+
+
+def test_templates_written_to_their_placement_are_kept_without_a_copy_and_search_the_same():
+    # How the watchlist loader fills a gallery (issue 14, peak RSS): each template to its row.
+    rng = np.random.default_rng(5)
+    templates = _unit(rng, 300)
+    refs = [f"subj-{(i * 37) % 97}" for i in range(300)]  # subjects interleaved, so rows move
+    rows = Gallery.placement(refs)
+    assert sorted(rows.tolist()) == list(range(300)) and rows.tolist() != list(range(300))
+    placed = np.empty_like(templates)
+    placed[rows] = templates
+    gallery, copied = Gallery(placed, refs, placed=True), Gallery(templates, refs)
+    assert gallery.templates is placed
+    np.testing.assert_array_equal(gallery.templates, copied.templates)
+    probes = _unit(rng, 10)
+    assert gallery.search_many(probes, k=5) == copied.search_many(probes, k=5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        Gallery(np.asfortranarray(placed), refs, placed=True)
