@@ -15,7 +15,7 @@ from edge_agent.crypto.signing import sign
 from edge_agent.errors import ConfigError
 from edge_agent.watchlist import gallery as gallery_module
 from edge_agent.watchlist import loader
-from edge_agent.watchlist.entry import DeviceEntry
+from edge_agent.watchlist.entry import CATEGORIES, DeviceEntry
 from edge_agent.watchlist.errors import PackageTampered
 from edge_agent.watchlist.format import SIGNATURE_DOMAIN, SIGNATURE_LEN, TAG_LEN, decode_container
 from edge_agent.watchlist.loader import load_watchlist
@@ -133,3 +133,11 @@ def test_freed_memory_is_trimmed_after_the_plaintext_is_zeroed(world, spies, mon
     monkeypatch.setattr(loader, "trim_heap", lambda: seen.append(spies.all_zero()) or True)
     load(world, world.pack(n=10)[0])
     assert seen == [True]
+
+
+def test_loaded_entries_share_the_closed_lists_strings_and_carry_no_dict(world):
+    # 10,000 entries on a device: 2.3 -> 1.25 MB with the entries' own objects and strings.
+    watchlist = load(world, world.pack(n=8)[0])
+    for entry in watchlist.entries:
+        assert any(entry.category is category for category in CATEGORIES), f"{entry.category!r} is a copy"
+        assert not hasattr(entry, "__dict__")
