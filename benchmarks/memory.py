@@ -17,20 +17,24 @@ Measured 2026-12-02 (x86-64 AVX-512 VNNI, 1 thread, both detector ranges, det.fl
 100 frames, load average 0.8-0.9; MB, current RSS / peak so far; each side's process starts at
 18 MB, the interpreter plus the spawn machinery):
 
-| stage | ours before (main at 0085598) | ours after (30bd7e8) | peer (OpenCV YuNet + SFace) |
+| stage | ours before (main at 0085598) | ours after (9446e9e) | peer (OpenCV YuNet + SFace) |
 |---|---:|---:|---:|
 | imports | 67 / 67 | 67 / 67 | 60 / 60 |
-| core loaded (4 models; the peer's 2) | 124 / 124 | 111 / 114 | 124 / 258 |
-| watchlist loaded (10,000 templates) | 154 / 160 | 123 / 136 | 134 / 258 |
-| 100 frames, 3 faces | 162 / 162 | 134 / 136 | 195 / 258 |
+| core loaded (4 models; the peer's 2) | 124 / 124 | 110 / 113 | 124 / 257 |
+| watchlist loaded (10,000 templates) | 154 / 160 | 122 / 130 | 133 / 257 |
+| 100 frames, 3 faces | 162 / 162 | 133 / 133 | 194 / 257 |
+
+What changed: the models' file pages are dropped once XNNPACK has packed their weights (-13 MB
+steady, edge_agent/memory.py); the watchlist load copies nothing of the package, decrypts straight
+into the gallery through a 64 KiB buffer and gives the freed heap back (its transient above the
+core 36 -> 20 MB, what it leaves 30 -> 12 MB).
 
 Where ours goes (after): 49 MB of imports above the started interpreter (numpy ~15, OpenCV ~17,
-LiteRT ~9, cryptography ~7, then the agent's modules with ssl, sqlite3 and paho), ~44 MB the four
-models (XNNPACK's packed weights, the float16 full-range detector's weights unpacked to float32,
-arenas: anonymous memory; their files' pages are no longer kept, edge_agent/memory.py), ~12 MB the
-watchlist (5.1 MB of templates, 10,000 entries), ~11 MB from the first frames (code paths of
-OpenCV and LiteRT paged in, buffers). The peak is the watchlist load's transient: the package,
-its plaintext, the entries and the gallery's copy at once.
+LiteRT ~9, cryptography ~7, then the agent's modules with ssl, sqlite3 and paho), ~43 MB the four
+models (anonymous memory: XNNPACK's packed weights, 13 MB of them SFace's; the float16 full-range
+detector's weights unpacked to float32, 7.7 MB in all against 4.2 for the int8 variant; arenas),
+~12 MB the watchlist (5.1 MB of templates, 10,000 entries), ~11 MB from the first frames (code
+paths of OpenCV and LiteRT paged in, buffers). The peak is now the frames, no longer a transient.
 """
 
 from __future__ import annotations
