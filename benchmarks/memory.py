@@ -23,6 +23,7 @@ Measured 2026-12-02 (x86-64 AVX-512 VNNI, 1 thread, both detector ranges, det.fl
 | core loaded (4 models; the peer's 2) | 124 / 124 | 110 / 113 | 124 / 257 |
 | watchlist loaded (10,000 templates) | 154 / 160 | 122 / 130 | 133 / 257 |
 | 100 frames, 3 faces | 162 / 162 | 133 / 133 | 194 / 257 |
+| a pushed 10,000-template watchlist verified beside the running one | | 138 / 146 | |
 
 What changed: the models' file pages are dropped once XNNPACK has packed their weights (-13 MB
 steady, edge_agent/memory.py); the watchlist load copies nothing of the package, decrypts straight
@@ -34,7 +35,9 @@ LiteRT ~9, cryptography ~7, then the agent's modules with ssl, sqlite3 and paho)
 models (anonymous memory: XNNPACK's packed weights, 13 MB of them SFace's; the float16 full-range
 detector's weights unpacked to float32, 7.7 MB in all against 4.2 for the int8 variant; arenas),
 ~12 MB the watchlist (5.1 MB of templates, 10,000 entries), ~11 MB from the first frames (code
-paths of OpenCV and LiteRT paged in, buffers). The peak is now the frames, no longer a transient.
+paths of OpenCV and LiteRT paged in, buffers). In steady running the peak is the frames, no
+longer a transient; a watchlist pushed while running raises it to 146 MB (both galleries held
+until the new one is verified, and the new one's load transient).
 """
 
 from __future__ import annotations
@@ -124,6 +127,10 @@ def ours(inputs: Inputs) -> list[Stage]:
     for i in range(inputs.frames):
         pipeline.process(Frame(image, now, i, i / 30))
     stages.append(read_stage(f"{inputs.frames} frames, 3 faces"))
+    # A new package pushed while running is verified in full beside the running watchlist, which
+    # it replaces only then (watchlist/installed.py): the two galleries exist at once.
+    pushed = loader.load_watchlist(Path(inputs.package), device, Ed25519PublicKey.from_public_bytes(inputs.authority_pub), inputs.model, now)
+    stages.append(read_stage(f"a pushed watchlist ({len(pushed.gallery):,}) verified beside the running one"))
     return stages
 
 
@@ -224,9 +231,10 @@ def main() -> int:
         if kind == "core loaded":
             other = peer_by_kind["core loaded"]
         print(f"| {stage.label} |{row(stage)}{row(other)}")
-    peak_mine, peak_theirs = max(s.peak_mb for s in mine), max(s.peak_mb for s in theirs)
-    print(f"| **peak RSS (VmHWM)**, target <= {TARGET_RSS_MB:.0f} | **{peak_mine:.0f}** | | {peak_theirs:.0f} | |")
-    return 0 if peak_mine <= TARGET_RSS_MB else 1
+    running, peak_theirs = mine[-2].peak_mb, max(s.peak_mb for s in theirs)
+    print(f"| **peak RSS (VmHWM)** up to the frames, target <= {TARGET_RSS_MB:.0f} | **{running:.0f}** | | {peak_theirs:.0f} | |")
+    print(f"| **peak RSS (VmHWM)** with the push | **{mine[-1].peak_mb:.0f}** | | | |")
+    return 0 if mine[-1].peak_mb <= TARGET_RSS_MB else 1
 
 
 def _kind(label: str) -> str:
