@@ -55,10 +55,23 @@ def _jpeg(data: bytes) -> Dimensions:
     raise ValueError("no JPEG frame header")
 
 
+_PNG_MAX_CHUNK = (1 << 31) - 1  # the PNG specification's limit on a chunk's length
+
+
 def _png(data: bytes) -> Dimensions:
     _need(data, 24)
     if data[12:16] != b"IHDR":
         raise ValueError("PNG without IHDR")
+    # OpenCV's PNG reader allocates each chunk's declared length before reading it: a 530-byte
+    # file declaring a 4 GB IDAT took 4 GB (fuzzer finding, image_header). Every chunk must fit.
+    pos = 8
+    while pos + 8 <= len(data):
+        length = _u32(data, pos)
+        if length > _PNG_MAX_CHUNK or pos + 12 + length > len(data):
+            raise ValueError("PNG chunk runs past the end of the file")
+        if data[pos + 4 : pos + 8] == b"IEND":
+            break
+        pos += 12 + length
     return _u32(data, 16), _u32(data, 20)
 
 

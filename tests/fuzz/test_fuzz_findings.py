@@ -104,3 +104,23 @@ def test_a_package_header_with_an_integer_beyond_2_53_is_tampered_not_a_canonica
     data = _seal_package(world, json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), plaintext)
     with pytest.raises(PackageTampered, match="structure is corrupt"):
         load_watchlist(data, world.device, world.authority.public_key(), MODEL, DURING)
+
+
+def test_a_png_chunk_longer_than_the_file_is_refused_before_opencv_allocates_it():
+    """image_header: a 48x48 PNG whose IDAT declares 0xffff1803 bytes made cv2.imdecode allocate
+    4 GB (libFuzzer's out-of-memory limit) for a 530-byte file; a chunk that does not fit is refused."""
+    import resource
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
+        return struct.pack(">I", len(body) if length is None else length) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 48, 48, 8, 2, 0, 0, 0))
+    lying = b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(bytes(100)), length=0xFFFF1803)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageError, match="cannot be decoded"):
+        decode_image(lying, "probe.png")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024, "the chunk's length was allocated"
+    whole = b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(bytes(48 * 48 * 3 + 48))) + chunk(b"IEND", b"")
+    assert decode_image(whole, "probe.png").shape == (48, 48, 3)  # positive control: a PNG whose chunks fit
