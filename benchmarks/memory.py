@@ -96,16 +96,13 @@ def ours(inputs: Inputs) -> list[Stage]:
     from datetime import datetime, timezone
 
     import cv2  # noqa: F401  (the capture and alignment code's)
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     import edge_agent.agent.runner  # noqa: F401  (what ``edge-agent run`` imports: MQTT, TLS, the spool, audit)
     from edge_agent.agent.pipeline import MatchingPipeline
     from edge_agent.agent.schedule import RecognitionSchedule
     from edge_agent.capture.frame import Frame
-    from edge_agent.identity.keys import load_device_keys
     from edge_agent.vision import runtime
     from edge_agent.vision.core import RecognitionCore
-    from edge_agent.watchlist import loader
 
     stages.append(read_stage("imports"))
     load = runtime.LiteRTModel.__init__
@@ -118,9 +115,8 @@ def ours(inputs: Inputs) -> list[Stage]:
     core = RecognitionCore.load(detector=inputs.detector, threads=inputs.threads)
     runtime.LiteRTModel.__init__ = load  # type: ignore[method-assign]
     stages.append(read_stage("core loaded"))
-    device = load_device_keys(Path(inputs.device_dir))
     now = datetime.now(timezone.utc)
-    watchlist = loader.load_watchlist(Path(inputs.package), device, Ed25519PublicKey.from_public_bytes(inputs.authority_pub), inputs.model, now)
+    watchlist = _load_watchlist(inputs, now)
     stages.append(read_stage(f"watchlist loaded ({len(watchlist.gallery):,} templates)"))
     image = _frame(inputs)
     pipeline = MatchingPipeline(core, watchlist, watchlist.deployment.alert_threshold, lambda *a: None, lambda: now, schedule=RecognitionSchedule(0.0))
@@ -129,9 +125,20 @@ def ours(inputs: Inputs) -> list[Stage]:
     stages.append(read_stage(f"{inputs.frames} frames, 3 faces"))
     # A new package pushed while running is verified in full beside the running watchlist, which
     # it replaces only then (watchlist/installed.py): the two galleries exist at once.
-    pushed = loader.load_watchlist(Path(inputs.package), device, Ed25519PublicKey.from_public_bytes(inputs.authority_pub), inputs.model, now)
+    pushed = _load_watchlist(inputs, now)
     stages.append(read_stage(f"a pushed watchlist ({len(pushed.gallery):,}) verified beside the running one"))
     return stages
+
+
+def _load_watchlist(inputs: Inputs, now):  # noqa: ANN202 (imported late: the imports are a stage of their own)
+    """The package loaded and verified as the agent loads it (both processes, and a push)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edge_agent.identity.keys import load_device_keys
+    from edge_agent.watchlist import loader
+
+    device = load_device_keys(Path(inputs.device_dir))
+    return loader.load_watchlist(Path(inputs.package), device, Ed25519PublicKey.from_public_bytes(inputs.authority_pub), inputs.model, now)
 
 
 def peer(inputs: Inputs) -> list[Stage]:
@@ -140,11 +147,9 @@ def peer(inputs: Inputs) -> list[Stage]:
     from datetime import datetime, timezone
 
     import cv2
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from edge_agent.identity.keys import load_device_keys
     from edge_agent.vision import peer as peer_module
-    from edge_agent.watchlist import loader
+    import edge_agent.watchlist.loader  # noqa: F401  (counted in the imports stage, as before)
 
     stages.append(read_stage("imports"))
     cv2.setNumThreads(inputs.threads)
@@ -152,9 +157,8 @@ def peer(inputs: Inputs) -> list[Stage]:
     pipeline = peer_module.PeerPipeline()
     stages.append(read_stage("models YuNet + SFace loaded"))
     stages.append(read_stage("core loaded"))
-    device = load_device_keys(Path(inputs.device_dir))
     now = datetime.now(timezone.utc)
-    watchlist = loader.load_watchlist(Path(inputs.package), device, Ed25519PublicKey.from_public_bytes(inputs.authority_pub), inputs.model, now)
+    watchlist = _load_watchlist(inputs, now)
     stages.append(read_stage(f"watchlist loaded ({len(watchlist.gallery):,} templates)"))
     image = _frame(inputs)
     for _ in range(inputs.frames):
