@@ -1,5 +1,5 @@
-"""Central search at scale: a 1,000,000-template gallery, ours (int8 scoring + exact float32 re-rank,
-templates memory-mapped) beside the plain float32 search (every template in RAM, one product).
+"""Central search at scale: a 1,000,000-template gallery, ours (int8 or int4 scoring + exact float32
+re-rank, templates memory-mapped) beside the plain float32 search (every template in RAM, one product).
 
   python benchmarks/gallery.py                     # 1,000,000 templates, 100 probes
   python benchmarks/gallery.py --templates 200000
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+KINDS = ("exact", "int8", "int4")
 sys.path.insert(0, str(REPO))
 
 
@@ -32,7 +33,7 @@ def _rss_mb() -> tuple[float, float]:
 
 
 def worker(kind: str, data: Path, threads: int) -> dict:
-    from edge_agent.watchlist import gallery as gallery_module
+    from edge_agent.watchlist import compact_index, gallery as gallery_module
 
     templates = np.load(data / "templates.npy", mmap_mode="r")
     refs = (data / "refs.txt").read_text().split("\n")
@@ -42,7 +43,8 @@ def worker(kind: str, data: Path, threads: int) -> dict:
     if kind == "exact":
         gallery_module.COMPACT_FROM = 1 << 62  # the plain search: float32 in RAM, one product per probe
         gallery = gallery_module.Gallery(np.array(templates), refs)
-    else:
+    else:  # the compact search with int8 or int4 scoring, whichever INT4_FROM picks at other sizes
+        compact_index.INT4_FROM = 0 if kind == "int4" else 1 << 62
         gallery = gallery_module.Gallery(templates, refs, threads=threads)
     build_s = time.perf_counter() - start
     del refs
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--templates", type=int, default=1_000_000)
     p.add_argument("--probes", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--worker", choices=("exact", "compact"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -92,24 +94,29 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(tmp)
         nbytes = make_data(data, args.templates, args.probes)
         runs = {}
-        for kind in ("exact", "compact"):
+        for kind in KINDS:
             out = subprocess.run([sys.executable, __file__, "--worker", kind, "--data", str(data), "--threads", str(args.threads)],
                                  check=True, capture_output=True, text=True)
             runs[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-    same = sum(a == b for a, b in zip(runs["exact"]["results"], runs["compact"]["results"], strict=True))
+    same = {kind: sum(a == b for a, b in zip(runs["exact"]["results"], runs[kind]["results"], strict=True)) for kind in KINDS}
     mb = nbytes / 2**20
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {read_cpu_profile().summary()}; load average {load} (the cores are shared: compare within a run)")
     print(f"{args.templates:,} templates x 128 float32 = {mb:.0f} MB; {args.probes} probes (half near a template, half strangers); top 5 subjects; {args.threads} threads\n")
     print("| search | ms per probe (median) | p90 | CPU ms per probe (mean) | build s | resident MB | x templates' bytes | peak MB | top-5 identical to exact float32 |")
     print("|---|---|---|---|---|---|---|---|---|")
-    names = {"exact": "plain float32 (current: all in RAM, one product)", "compact": "int8 scoring + exact float32 re-rank (memory-mapped)"}
-    for kind in ("exact", "compact"):
+    from edge_agent.watchlist.compact_index import INT4_FROM
+
+    chosen = "int4" if args.templates >= INT4_FROM else "int8"
+    names = {"exact": "plain float32 (all in RAM, one product)", "int8": "int8 scoring + exact float32 re-rank (memory-mapped)",
+             "int4": "int4 scoring + int8 + exact float32 re-rank (memory-mapped)"}
+    names[chosen] += " (chosen at this size)"
+    for kind in KINDS:
         r = runs[kind]
         print(f"| {names[kind]} | {r['ms']:.2f} | {r['p90_ms']:.2f} | {r['cpu_ms']:.2f} | {r['build_s']:.1f} | {r['rss_mb']:.0f} | {r['rss_mb'] / mb:.2f} | {r['peak_mb']:.0f} | "
-              f"{'(reference)' if kind == 'exact' else f'{same}/{args.probes}'} |")
-    print(f"\nresident MB includes the interpreter and libraries (~{runs['compact']['base_mb']:.0f} MB before the gallery was built)")
-    return 0 if same == args.probes else 1
+              f"{'(reference)' if kind == 'exact' else f'{same[kind]}/{args.probes}'} |")
+    print(f"\nresident MB includes the interpreter and libraries (~{runs['int8']['base_mb']:.0f} MB before the gallery was built)")
+    return 0 if all(same[kind] == args.probes for kind in ("int8", "int4")) else 1
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ search serves live alerts and retrospective candidate lists.
 
 A device's watchlist (thousands of templates) is one float32 matrix product. A central gallery
 (``COMPACT_FROM`` templates and more) is first scored through an int8 copy (compact_index.py: a
-quarter of the bytes to read, int8 dot-product kernels), then every template whose int8 score
-could, within its proven error bound, reach the k-th best subject is re-scored exactly in float32.
+quarter of the bytes to read, int8 dot-product kernels; an eighth, int4, from ``INT4_FROM``),
+then every template whose approximate score could, within its proven error bound, reach the k-th
+best subject is re-scored exactly in float32.
 So the result is exactly the float32 one, and the float32 templates are only read at those rows:
 pass a read-only ``np.load(path, mmap_mode="r")`` array and they stay on disk.
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from edge_agent.watchlist.compact_index import Int8Index
+    from edge_agent.watchlist.compact_index import Int4Index, Int8Index
 
 COMPACT_FROM = 100_000  # below this the float32 product is already well under a millisecond
 BLOCK = 64  # templates per block when picking first candidates from the int8 scores
@@ -53,7 +54,7 @@ class Gallery:
             self.templates = np.ascontiguousarray(templates[order])
         self._subjects = subjects
         self._starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(codes) else np.zeros(0, int)
-        self._index: Int8Index | None = None
+        self._index: Int8Index | Int4Index | None = None
 
     @staticmethod
     def placement(subject_refs: Sequence[str]) -> np.ndarray:
@@ -70,15 +71,14 @@ class Gallery:
 
     def _init_compact(self, templates: np.ndarray, subject_refs: Sequence[str], threads: int) -> None:
         """Large galleries: no reordered or converted copy of the float32 templates is made."""
-        from edge_agent.watchlist.compact_index import Int8Index
+        from edge_agent.watchlist.compact_index import compact_index
 
         if templates.ndim != 2 or templates.dtype != np.float32 or len(templates) != len(subject_refs):
             raise ValueError(f"templates {templates.shape} {templates.dtype} do not match {len(subject_refs)} subject references (float32 rows)")
         self.templates = templates
         self._subjects, codes = np.unique(np.asarray(subject_refs, dtype=str), return_inverse=True)
         self._codes = codes.astype(np.int32)
-        self._index = Int8Index(templates, threads)
-        self._scratch = np.empty(len(templates), np.float32)
+        self._index = compact_index(templates, threads)
         self._rows = _RowReader(templates)
 
     def __len__(self) -> int:
@@ -114,22 +114,22 @@ class Gallery:
     def _search_compact(self, probe: np.ndarray, k: int) -> list[Candidate]:
         index = self._index
         if index is None:
-            raise RuntimeError("the compact search needs the int8 index")
-        approx = index.scores(probe, self._scratch)
-        bound = index.error_bound(probe)
-        k = min(k, len(self._subjects))
-        # A lower bound T of the k-th best subject's exact score, from the best template of the
-        # best-scoring blocks; every template that might beat T is then re-scored exactly.
-        starts = np.arange(0, len(approx), BLOCK)
-        block_best = np.maximum.reduceat(approx, starts)
-        first = np.argpartition(-block_best, min(4 * k, len(starts) - 1))[: 4 * k]
-        seeds = np.sort([s + int(np.argmax(approx[s : s + BLOCK])) for s in starts[first]])
-        subjects_at_seeds = _best_per_subject(seeds, self._rows.score(seeds, probe), self._codes)
-        if len(subjects_at_seeds[0]) >= k:
-            floor = float(subjects_at_seeds[1][k - 1])
-            candidates = np.flatnonzero(approx >= floor - bound)
-        else:  # fewer distinct subjects than k among the seeds: fall back to every template
-            candidates = np.arange(len(approx))
+            raise RuntimeError("the compact search needs the compact index")
+        with index.scored(probe) as approx:  # the output tensor itself, not a copy of it
+            k = min(k, len(self._subjects))
+            # A lower bound T of the k-th best subject's exact score, from the best template of the
+            # best-scoring blocks; every template that might beat T is then re-scored exactly.
+            starts = np.arange(0, len(approx), BLOCK)
+            block_best = np.maximum.reduceat(approx, starts)
+            first = np.argpartition(-block_best, min(4 * k, len(starts) - 1))[: 4 * k]
+            seeds = np.sort([s + int(np.argmax(approx[s : s + BLOCK])) for s in starts[first]])
+            subjects_at_seeds = _best_per_subject(seeds, self._rows.score(seeds, probe), self._codes)
+            if len(subjects_at_seeds[0]) >= k:
+                floor = float(subjects_at_seeds[1][k - 1])
+                candidates = index.candidates(probe, approx, floor)
+            else:  # fewer distinct subjects than k among the seeds: fall back to every template
+                candidates = np.arange(len(approx))
+            del approx, block_best  # no reference to the output tensor may outlive the block
         exact = self._rows.score(candidates, probe)
         refs, scores = _best_per_subject(candidates, exact, self._codes)
         return [Candidate(str(self._subjects[c]), float(s)) for c, s in zip(refs[:k], scores[:k], strict=True)]

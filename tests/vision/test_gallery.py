@@ -114,6 +114,68 @@ def test_int8_error_bound_holds(tmp_path):
         assert 0 < error <= index.error_bound(probe)
 
 
+def test_large_gallery_search_through_int4_is_exactly_the_float32_ranking(tmp_path, monkeypatch):
+    """Issue 14.5: from INT4_FROM templates the first pass is int4 (64 MB per probe for 10^6
+    templates); its bound admits thousands of candidates, which the int8 stage narrows."""
+    from edge_agent.watchlist import compact_index
+
+    monkeypatch.setattr(compact_index, "INT4_FROM", 0)
+    rng = np.random.default_rng(6)
+    templates, codes, probes, mapped = _compact_case(tmp_path, rng)
+    gallery = Gallery(mapped, [f"p{c}" for c in codes])
+    assert isinstance(gallery._index, compact_index.Int4Index)
+    for probe, result in zip(probes, gallery.search_many(probes, k=5), strict=True):
+        assert [c.subject_ref for c in result] == [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
+
+
+def test_without_its_error_bounds_the_int4_ranking_would_differ(tmp_path, monkeypatch):
+    """Positive control for the int4 path: with both stages' bounds set to zero the answer
+    differs from float32's on close calls, so the test above depends on them."""
+    from edge_agent.watchlist import compact_index
+
+    monkeypatch.setattr(compact_index, "INT4_FROM", 0)
+    monkeypatch.setattr(compact_index, "FLOAT_SLACK", 0.0)
+    rng = np.random.default_rng(7)
+    templates, codes, probes, mapped = _compact_case(tmp_path, rng)
+    gallery = Gallery(mapped, [f"p{c}" for c in codes])
+    index = gallery._index
+    assert isinstance(index, compact_index.Int4Index)
+    index._residual4[:], index._residual8[:], index._l1_max = 0, 0, 0.0
+    differing = sum([c.subject_ref for c in result] != [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
+                    for probe, result in zip(probes, gallery.search_many(probes, k=5), strict=True))
+    assert differing > 0
+
+
+def _worst_rounded_rows(rng, n, qmax=7, d=128):
+    """Unit rows every component of which but the peak sits half a step between two int4 codes
+    (the largest rounding error there is), with the peak at qmax steps so the step is known."""
+    grid = rng.integers(-qmax, qmax, (n, d)).astype(np.float64) + 0.5
+    grid[:, 0] = qmax
+    rows = grid / np.linalg.norm(grid, axis=1, keepdims=True)
+    return rows.astype(np.float32)
+
+
+def test_int4_error_bounds_hold_on_random_and_adversarial_rows():
+    """The bound must hold per row; on rows rounded as badly as possible, probed along each
+    row's own rounding error (where Cauchy-Schwarz is an equality), it is also nearly reached."""
+    from edge_agent.watchlist.compact_index import Int4Index
+
+    rng = np.random.default_rng(8)
+    random_rows, worst = _unit(rng, 20_000), _worst_rounded_rows(rng, 2_000)
+    for templates, probes in ((random_rows, _unit(rng, 20)), (worst, None)):
+        index = Int4Index(templates, threads=1)
+        if probes is None:  # each probe along the rounding error of one row: w - w4
+            steps = np.abs(templates).max(axis=1, keepdims=True) / 7
+            errors = templates - np.rint(templates / steps) * steps
+            probes = errors[:20] / np.linalg.norm(errors[:20], axis=1, keepdims=True)
+        for i, probe in enumerate(probes):
+            error = np.abs(index.scores(probe, np.empty(len(templates), np.float32)) - templates @ probe)
+            bounds = index.error_bounds(probe)
+            assert np.all(error <= bounds)
+            if templates is worst:
+                assert error[i] >= 0.8 * bounds[i], "the adversarial probe should come close to the bound"
+
+
 # Run in a fresh interpreter so no other test's threads (broker clients, servers) are counted.
 _SEARCH_THREADS_SCRIPT = """
 import os, sys, threading, time
