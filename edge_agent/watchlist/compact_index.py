@@ -29,7 +29,9 @@ import numpy as np
 # Rows quantized per call, so the float32 source is read in slices (a memory-mapped gallery file
 # is never wholly resident) and the temporary stays small.
 QUANTIZE_ROWS = 16384
-INT4_FROM = 500_000  # below this the int8 pass is close to cache-resident and the int4 one saves little
+# From here int4 scoring pays: measured CPU ms per probe, int8 / int4 (benchmarks/gallery.py,
+# one thread): 200,000 templates 1.63 / 1.67, 500,000 4.70 / 3.76, 1,000,000 14.10 / 13.10.
+INT4_FROM = 500_000
 # Rounding slack of one float32 dot product of two unit vectors of 128 components: at most
 # (d + 2) * 2**-24 ~= 7.7e-6 apart from the real number (the exact re-rank and the floor are
 # float32 dot products too, so each bound adds one of these per float32 product it compares).
@@ -112,7 +114,9 @@ class Int4Index(_ScoringModel):
       exact - int8 score (computed in float32 from the codes, no input rounding)
                         <= ||w - w8||_2 ||x||_2.
     Per-row L2 norms, not the int8 path's max scale: int4's steps are 18x coarser, and the
-    worst row's bound would make a third of the gallery a candidate."""
+    worst row's bound would make a third of the gallery a candidate. The row's term for a unit
+    probe is the model's bias, so the kernel's output is already score + that term: ``scored``
+    yields these upper scores, and picking candidates is one comparison over them."""
 
     def __init__(self, templates: np.ndarray, threads: int = 2) -> None:
         n, d = templates.shape
@@ -128,9 +132,12 @@ class Int4Index(_ScoringModel):
             codes, self._scales8[start:end], _, self._residual8[start:end] = _quantize(rows.copy(), 127, residual=True)
             self._codes8[start:end] = codes
 
-        model, q = _fully_connected_model(templates, bits=4, also=int8_copy)
+        def unit_terms(q: _Quantized) -> np.ndarray:
+            return q.residual_l2 * np.float32(_UNIT)
+
+        model, q = _fully_connected_model(templates, bits=4, also=int8_copy, bias=unit_terms)
         self._residual4 = q.residual_l2
-        self._residual4_unit = q.residual_l2 * np.float32(_UNIT)
+        self._bias = unit_terms(q)
         self._l1_max = float(q.l1.max()) if n else 0.0
         super().__init__(model, d, threads)
         self._upper, self._passed = np.empty(n, np.float32), np.empty(n, bool)
@@ -139,10 +146,16 @@ class Int4Index(_ScoringModel):
         """(||x||_2 rounded up, the part of every row's bound that does not depend on the row).
         The kernel quantizes the probe as for int8 (step (max - min) / 255, at most one step per
         component with the zero point's rounding), hence step * max ||w4||_1; its own float work
-        (scaling an exact int32 sum) is a few ulps, within the float slack."""
+        (scaling an exact int32 sum, adding the bias) is a few ulps, within the float slack."""
         step = (max(float(x.max()), 0.0) - min(float(x.min()), 0.0)) / 255.0
         norm = _norm(x)
         return norm, step * self._l1_max + FLOAT_SLACK * norm * self._row_norm
+
+    def scores(self, probe: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The int4 scores themselves (the kernel's output less its bias), into ``out``."""
+        with self.scored(probe) as upper:
+            np.subtract(upper, self._bias, out=out)
+        return out
 
     def error_bounds(self, probe: np.ndarray) -> np.ndarray:
         """Per template, an upper bound of |int4 score - exact score| for this probe."""
@@ -150,17 +163,14 @@ class Int4Index(_ScoringModel):
         norm, constant = self._input_terms(x)
         return np.asarray(self._residual4 * np.float32(norm) + np.float32(constant))
 
-    def candidates(self, probe: np.ndarray, approx: np.ndarray, floor: float) -> np.ndarray:
-        """Rows whose exact score may be >= ``floor``, given ``approx = scores(probe)``: by the
+    def candidates(self, probe: np.ndarray, upper: np.ndarray, floor: float) -> np.ndarray:
+        """Rows whose exact score may be >= ``floor``, given ``upper`` from ``scored(probe)``: by the
         int4 bound, then, of those, by the int8 scores of the numpy copy and their bound."""
         x = np.asarray(probe, np.float32)
         norm, constant = self._input_terms(x)
-        upper = self._upper  # approx + the rows' residual terms: two passes over the scores, no allocation
-        if norm <= _UNIT:  # probes are unit vectors: the residuals were scaled for them once
-            np.add(approx, self._residual4_unit, out=upper)
-        else:
-            np.multiply(self._residual4, np.float32(norm), out=upper)
-            upper += approx
+        if norm > _UNIT:  # not a unit probe: the bias is short of this probe's residual terms
+            np.multiply(self._residual4, np.float32(norm - _UNIT), out=self._upper)
+            upper = np.add(self._upper, upper, out=self._upper)
         threshold = np.nextafter(np.float32(floor - constant), np.float32(-np.inf))  # rounded down, as are the sums' roundings
         rows = np.flatnonzero(np.greater_equal(upper, threshold, out=self._passed))
         int8 = np.einsum("ij,j->i", self._codes8.take(rows, axis=0), x) * self._scales8[rows]  # float32 products, on this thread
@@ -168,7 +178,7 @@ class Int4Index(_ScoringModel):
         return np.asarray(rows[int8 + self._residual8[rows] * np.float32(norm) + np.float32(slack) >= floor])
 
 
-_UNIT = 1 + 1e-5  # probes of norm up to this use residuals scaled for it in advance
+_UNIT = 1 + 1e-5  # probes of norm up to this are covered by the int4 model's bias alone
 
 
 def _norm(x: np.ndarray) -> float:
@@ -223,11 +233,17 @@ def _quantize(block: np.ndarray, qmax: int, residual: bool = False) -> tuple[np.
     return block, s, l1, norms
 
 
-def _fully_connected_model(templates: np.ndarray, bits: int = 8, also: Callable[[int, np.ndarray], None] | None = None) -> tuple[bytes, _Quantized]:
+def _fully_connected_model(
+    templates: np.ndarray,
+    bits: int = 8,
+    also: Callable[[int, np.ndarray], None] | None = None,
+    bias: Callable[[_Quantized], np.ndarray] | None = None,
+) -> tuple[bytes, _Quantized]:
     """One FULLY_CONNECTED op: float32 input [1, d], int8 (or int4, two per byte, low nibble
     first) weights [n, d] with per-row (per output channel) scales, float32 output [1, n]:
     TFLite's hybrid kernel, which XNNPACK runs as its dynamically quantized int8 (qc8w) or int4
-    (qc4w) GEMV. ``also(start, rows)`` sees each float32 slice before it is rounded.
+    (qc4w) GEMV. ``also(start, rows)`` sees each float32 slice before it is rounded; ``bias``,
+    given the quantized rows, returns a float32 [n] added to the scores in the kernel's epilogue.
 
     The rows are quantized straight into the flatbuffer's own buffer, slice by slice, so
     building needs the model's bytes twice (the builder's, then the immutable copy LiteRT takes)
@@ -241,7 +257,7 @@ def _fully_connected_model(templates: np.ndarray, bits: int = 8, also: Callable[
     size = n * d * bits // 8
     # Room for the weights, the per-row scales (float32) and zero points (int64) and the rest:
     # a builder that has to grow copies itself into one twice the size.
-    builder = flatbuffers.Builder(size + 12 * n + 65536)
+    builder = flatbuffers.Builder(size + 16 * n + 65536)
     builder.StartVector(1, size, 16)
     builder.head -= size
     packed = np.frombuffer(builder.Bytes, np.uint8, size, builder.head).reshape(n, size // n if n else 0)
@@ -277,8 +293,16 @@ def _fully_connected_model(templates: np.ndarray, bits: int = 8, also: Callable[
         tensor([n, d], tfl.TensorType.INT8 if bits == 8 else tfl.TensorType.INT4, 1, "templates", weights_q),
         tensor([1, n], tfl.TensorType.FLOAT32, 0, "scores"),
     ]
+    buffers = [tfl.BufferT(), _WrittenBuffer(weights_data)]
+    bias_tensor = -1
+    if bias is not None:
+        added = tfl.BufferT()
+        added.data = np.ascontiguousarray(bias(quantized), np.float32).view(np.uint8)
+        buffers.append(added)
+        graph.tensors.append(tensor([n], tfl.TensorType.FLOAT32, 2, "bias"))
+        bias_tensor = 3
     op = tfl.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, np.array([0, 1, -1], np.int32), np.array([2], np.int32)
+    op.opcodeIndex, op.inputs, op.outputs = 0, np.array([0, 1, bias_tensor], np.int32), np.array([2], np.int32)
     options = tfl.FullyConnectedOptionsT()
     options.asymmetricQuantizeInputs = True
     op.builtinOptionsType, op.builtinOptions = tfl.BuiltinOptions.FullyConnectedOptions, options
@@ -287,7 +311,7 @@ def _fully_connected_model(templates: np.ndarray, bits: int = 8, also: Callable[
     code.builtinCode = code.deprecatedBuiltinCode = tfl.BuiltinOperator.FULLY_CONNECTED
     code.version = 1
     model = tfl.ModelT()
-    model.version, model.subgraphs, model.operatorCodes, model.buffers = 3, [graph], [code], [tfl.BufferT(), _WrittenBuffer(weights_data)]
+    model.version, model.subgraphs, model.operatorCodes, model.buffers = 3, [graph], [code], buffers
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     content = bytes(memoryview(builder.Bytes)[builder.Head() :])
     del builder

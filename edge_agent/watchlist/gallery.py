@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from edge_agent.watchlist.compact_index import Int4Index, Int8Index
 
 COMPACT_FROM = 100_000  # below this the float32 product is already well under a millisecond
-BLOCK = 64  # templates per block when picking first candidates from the int8 scores
+BLOCK = 64  # templates per group when picking first candidates from the approximate scores
 
 
 @dataclass(frozen=True)
@@ -118,21 +118,31 @@ class Gallery:
         with index.scored(probe) as approx:  # the output tensor itself, not a copy of it
             k = min(k, len(self._subjects))
             # A lower bound T of the k-th best subject's exact score, from the best template of the
-            # best-scoring blocks; every template that might beat T is then re-scored exactly.
-            starts = np.arange(0, len(approx), BLOCK)
-            block_best = np.maximum.reduceat(approx, starts)
-            first = np.argpartition(-block_best, min(4 * k, len(starts) - 1))[: 4 * k]
-            seeds = np.sort([s + int(np.argmax(approx[s : s + BLOCK])) for s in starts[first]])
+            # best-scoring groups; every template that might beat T is then re-scored exactly.
+            seeds = _seeds(approx, 4 * k)
             subjects_at_seeds = _best_per_subject(seeds, self._rows.score(seeds, probe), self._codes)
             if len(subjects_at_seeds[0]) >= k:
                 floor = float(subjects_at_seeds[1][k - 1])
                 candidates = index.candidates(probe, approx, floor)
             else:  # fewer distinct subjects than k among the seeds: fall back to every template
                 candidates = np.arange(len(approx))
-            del approx, block_best  # no reference to the output tensor may outlive the block
+            del approx  # no reference to the output tensor may outlive the block
         exact = self._rows.score(candidates, probe)
         refs, scores = _best_per_subject(candidates, exact, self._codes)
         return [Candidate(str(self._subjects[c]), float(s)) for c, s in zip(refs[:k], scores[:k], strict=True)]
+
+
+def _seeds(approx: np.ndarray, count: int) -> np.ndarray:
+    """The best-scoring row of each of the ``count`` best groups of BLOCK rows, sorted. Group j is
+    rows j, j + m, j + 2m, ... (m = n // BLOCK): its maximum is then an elementwise maximum of
+    BLOCK contiguous slices, 6x faster than np.maximum.reduceat over contiguous blocks (0.16
+    against 0.91 ms for 10^6 scores here). Any rows would do: they only set the floor."""
+    m = len(approx) // BLOCK
+    if m <= count:
+        return np.arange(len(approx))
+    groups = approx[: m * BLOCK].reshape(BLOCK, m)
+    best = np.argpartition(-groups.max(axis=0), count)[:count]
+    return np.sort(best + m * np.argmax(groups[:, best], axis=0))
 
 
 def _grouped(subject_refs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,7 +188,7 @@ class _RowReader:
             self._file_offset = start + (templates.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data)
             self._row_bytes = templates.shape[1] * 4
             self._fd = os.open(templates.filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            # (Quantizing read every row through the mapping; Int8Index dropped those pages again.)
+            # (Quantizing read every row through the mapping; the compact index dropped those pages again.)
 
     def score(self, rows: np.ndarray, probe: np.ndarray) -> np.ndarray:
         if self._fd is None:

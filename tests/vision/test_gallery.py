@@ -126,11 +126,15 @@ def test_large_gallery_search_through_int4_is_exactly_the_float32_ranking(tmp_pa
     assert isinstance(gallery._index, compact_index.Int4Index)
     for probe, result in zip(probes, gallery.search_many(probes, k=5), strict=True):
         assert [c.subject_ref for c in result] == [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
+    # A probe that is not a unit vector: the model's bias covers unit probes only.
+    for probe, result in zip(probes[-5:] * 1.5, gallery.search_many(probes[-5:] * 1.5, k=5), strict=True):
+        assert [c.subject_ref for c in result] == [f"p{c}" for c in _exact_top(templates, codes, probe, 5)]
 
 
 def test_without_its_error_bounds_the_int4_ranking_would_differ(tmp_path, monkeypatch):
-    """Positive control for the int4 path: with both stages' bounds set to zero the answer
-    differs from float32's on close calls, so the test above depends on them."""
+    """Positive control for the int4 path: with the int8 stage's bound and the input and float
+    terms at zero (the int4 rows' own terms are in the model's bias; the adversarial test below
+    shows those are nearly reached) the answer differs from float32's on close calls."""
     from edge_agent.watchlist import compact_index
 
     monkeypatch.setattr(compact_index, "INT4_FROM", 0)
