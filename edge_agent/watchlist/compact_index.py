@@ -271,8 +271,11 @@ def _fully_connected_model(
         codes, quantized.scales[start:end], quantized.l1[start:end], residual = _quantize(block, 127 if bits == 8 else 7, residual=bits == 4)
         if residual is not None:
             quantized.residual_l2[start:end] = residual
-        ints = codes.astype(np.int8).view(np.uint8)
-        packed[start:end] = ints if bits == 8 else (ints[:, 0::2] & 0x0F) | (ints[:, 1::2] << 4)
+        if bits == 8:
+            packed.view(np.int8)[start:end] = codes  # cast in the assignment: no int8 copy of the slice
+        else:
+            ints = codes.astype(np.int8).view(np.uint8)
+            packed[start:end] = (ints[:, 0::2] & 0x0F) | (ints[:, 1::2] << 4)
     del packed
     builder.vectorNumElems = size
     weights_data = builder.EndVector()

@@ -239,7 +239,7 @@ def status(key):
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     return int(fields[key].split()[0]) * 1024
 
-n = 150_000
+n = int(sys.argv[1])
 with tempfile.TemporaryDirectory() as tmp:
     rng = np.random.default_rng(1)
     rows = rng.standard_normal((n, 128), dtype=np.float32)
@@ -250,7 +250,7 @@ with tempfile.TemporaryDirectory() as tmp:
     Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from the current RSS
     before = status("VmRSS")
     index = Int8Index(mapped, threads=1)
-    print((status("VmHWM") - before) / (n * 128))
+    print(status("VmHWM") - before)
 """
 
 
@@ -266,9 +266,16 @@ def test_building_the_int8_index_of_a_mapped_gallery_peaks_near_the_index_size()
 
     if not os.access("/proc/self/clear_refs", os.W_OK):
         pytest.skip("no /proc/self/clear_refs to restart the peak RSS from")
-    out = subprocess.run([sys.executable, "-c", _INDEX_PEAK_SCRIPT], check=True, capture_output=True, text=True)
-    peak_over_index_bytes = float(out.stdout.strip().splitlines()[-1])
-    assert peak_over_index_bytes <= 3.5
+
+    def peak(n: int) -> int:
+        out = subprocess.run([sys.executable, "-c", _INDEX_PEAK_SCRIPT, str(n)], check=True, capture_output=True, text=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    # The growth per int8 byte between two sizes: fixed costs (the slice's temporaries, and under
+    # qemu the emulator's code cache, ~10 MB more than on x86) cancel, every copy of the matrix
+    # adds 1.0. Measured 2.2-2.4 on x86 and on arm64 under emulation; 9-10 with the old copies.
+    growth = (peak(300_000) - peak(150_000)) / (150_000 * 128)
+    assert growth <= 3.0
 
 
 def test_templates_written_to_their_placement_are_kept_without_a_copy_and_search_the_same():
