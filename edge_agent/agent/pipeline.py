@@ -67,7 +67,9 @@ class PipelineCounters:
 
     frames: int = 0
     frames_outside_deployment: int = 0
-    faces: int = 0
+    faces: int = 0  # detections, one per face per frame: a person in view for 3 s at 30 fps is 90
+    people: int = 0  # distinct faces (tracks started; one who leaves the view for over a track's age and returns counts twice)
+    people_searched: int = 0  # of which at least one frame was searched against the watchlist
     faces_rejected_quality: int = 0
     faces_searched: int = 0
     faces_between_recognitions: int = 0  # tracked on this frame, recognised on an earlier one (agent/schedule.py)
@@ -98,6 +100,8 @@ class PipelineCounters:
             "frames_processed": self.frames,
             "frames_outside_deployment": self.frames_outside_deployment,
             "faces": self.faces,
+            "people": self.people,
+            "people_searched": self.people_searched,
             "faces_rejected_quality": self.faces_rejected_quality,
             "faces_searched": self.faces_searched,
             "faces_between_recognitions": self.faces_between_recognitions,
@@ -156,6 +160,7 @@ class MatchingPipeline:
         self._waiting: deque[_PendingAlert] = deque()
         self._retry_at = 0.0
         self.counters = PipelineCounters()
+        self._searched_tracks: set[int] = set()  # live tracks already counted in people_searched
 
     def process(self, frame: Frame) -> int:
         """Handle one frame; returns how many alerts it raised."""
@@ -174,7 +179,10 @@ class MatchingPipeline:
         every_range = self.schedule.every_range_due(t)
         detections = sorted(self.core.detect(frame.image, every_range), key=lambda d: -d.width * d.height)[: self.max_faces_per_frame]
         self.counters.faces += len(detections)
+        tracks_before = self.tracker.started
         track_ids, ended = self.tracker.update([d.box for d in detections], t)
+        self.counters.people += self.tracker.started - tracks_before
+        self._searched_tracks.difference_update(ended)
         self.templates.end(ended)
         self.schedule.end(ended)
         for detection, track_id in zip(detections, track_ids, strict=True):
@@ -186,6 +194,9 @@ class MatchingPipeline:
                 self.counters.faces_rejected_quality += 1
                 continue
             self.counters.faces_searched += 1
+            if track_id not in self._searched_tracks:
+                self._searched_tracks.add(track_id)
+                self.counters.people_searched += 1
             basis, candidates = self.templates.match(
                 track_id, face.embedding, face.quality.quality, lambda probe: self.watchlist.search(probe, now, k=CANDIDATES_PER_FACE)
             )

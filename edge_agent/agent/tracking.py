@@ -201,6 +201,11 @@ class FaceTracker:
             ids.append(track_id)
         return ids, ended
 
+    @property
+    def started(self) -> int:
+        """Tracks started so far: distinct faces seen, the count a per-person rate divides by."""
+        return self._next_id - 1
+
     def __len__(self) -> int:
         return len(self._tracks)
 

@@ -1,7 +1,8 @@
 """What one deployment did, from the audit log(s) and the control room's adjudications (policing.md 16).
 
-Faces processed, alerts raised and received, confirmed true and false alerts, engagements, the
-false-alert rate per face and per alert (with 95 % Wilson intervals), the retention actions
+Faces processed (detections, and distinct people from the agent's tracks), alerts raised and
+received, confirmed true and false alerts, engagements, the false-alert rate per face, per person
+searched and per alert (with 95 % Wilson intervals), the retention actions
 taken, and the evidence the alert threshold rested on (the calibration each device's deployment
 record cited, from its ``watchlist_loaded`` audit records). Alert rows may already be deleted by retention when the report is made; the audit log's
 ``alert_raised`` and adjudication records keep the counts, so both sources are merged.
@@ -37,6 +38,9 @@ FACES_KIND = "faces_processed"
 SESSION_KIND = "session_summary"
 #: Audit-record count fields. Not "frames": the audit log refuses that name as biometric.
 COUNT_FIELDS = ("frames_processed", "faces", "faces_searched", "faces_rejected_quality")
+#: Distinct faces (the agent's tracks), which older agents did not log: a per-person rate needs every
+#: counted record to carry them, since detections (one per face per frame) are no substitute.
+PEOPLE_FIELDS = ("people", "people_searched")
 LOADED_KIND = "watchlist_loaded"
 #: A decision as the control room records it, and as a device logs the notice of it.
 ADJUDICATION_KINDS = (ADJUDICATION_RECORDED, "adjudication_received")
@@ -158,13 +162,11 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
     if any(s.verified is None for s in audits):
         notes.append("at least one audit log was read without verifying its signature chain (pass --audit-pub)")
 
-    processed = faces["processed"]
-    if processed is not None and processed >= rejected:
-        per_face = Rate(rejected, processed).as_dict()
-    else:
-        per_face = {"events": rejected, "trials": processed, "rate": None, "ci95": None}
-        if processed is not None:
-            notes.append(f"the logged face count ({processed}) is below the number of false alerts ({rejected}): face counts are incomplete")
+    per_face = _per_count_rate(rejected, faces["processed"], "face", notes)
+    per_person = _per_count_rate(rejected, faces["people_searched"], "person", notes)
+    if faces["source"] != "none" and faces["people_searched"] is None:
+        notes.append("at least one device logged face detections but not distinct people (an older agent): the false-alert "
+                     "rate per person searched cannot be given, and the rate per face divides by detections, one per face per frame")
     times = sorted(str(r["time"]) for r in records if for_deployment(r) and r.get("time"))
     thresholds = sorted({float(r["details"]["threshold"]) for r in raised.values() if "threshold" in r["details"]}
                         | {row["alert"].threshold for row in stored})
@@ -202,6 +204,7 @@ def build_report(deployment_id: str, audits: Sequence[AuditSource], alerts_db: P
         },
         "rates": {
             "false_alerts_per_face": per_face,
+            "false_alerts_per_person": per_person,
             "false_alerts_per_alert": Rate(rejected, adjudicated).as_dict(),
             "true_alerts_per_alert": Rate(confirmed, adjudicated).as_dict(),
         },
@@ -258,6 +261,15 @@ def _evidence_text(e: dict[str, Any]) -> str:
             f"FPIR upper 95% bound {e['calibration_fpir_upper95']}; {searches.get('nonmated')} non-mated / {searches.get('mated')} mated searches)")
 
 
+def _per_count_rate(events: int, trials: int | None, unit: str, notes: list[str]) -> dict[str, Any]:
+    """False alerts per ``trials``; no rate (and a note) when the count is unknown or below the events."""
+    if trials is not None and trials >= events:
+        return Rate(events, trials).as_dict()
+    if trials is not None:
+        notes.append(f"the logged {unit} count ({trials}) is below the number of false alerts ({events}): {unit} counts are incomplete")
+    return {"events": events, "trials": trials, "rate": None, "ci95": None}
+
+
 def _face_counts(records: Sequence[dict[str, Any]], deployment_id: str) -> dict[str, Any]:
     """Add up face counts per device, in log order.
 
@@ -265,7 +277,8 @@ def _face_counts(records: Sequence[dict[str, Any]], deployment_id: str) -> dict[
     a ``session_summary`` counts only for a session that wrote no ``faces_processed`` (older agents),
     so no session is counted twice and a crashed session still counts up to its last period.
     """
-    totals = {field: 0 for field in COUNT_FIELDS}
+    totals = {field: 0 for field in COUNT_FIELDS + PEOPLE_FIELDS}
+    people_known = True
     sources: set[str] = set()
     periodic_since_summary: dict[str, bool] = {}
     for r in records:
@@ -280,15 +293,19 @@ def _face_counts(records: Sequence[dict[str, Any]], deployment_id: str) -> dict[
         else:
             periodic_since_summary[actor] = False
         sources.add(r["kind"])
-        for field in COUNT_FIELDS:
-            value = r["details"].get(field, 0)
+        for field in COUNT_FIELDS + PEOPLE_FIELDS:
+            value = r["details"].get(field)
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 totals[field] += value
+            elif field in PEOPLE_FIELDS:
+                people_known = False
     return {
         "processed": totals["faces"] if sources else None,
         "searched": totals["faces_searched"] if sources else None,
         "rejected_quality": totals["faces_rejected_quality"] if sources else None,
         "frames": totals["frames_processed"] if sources else None,
+        "people": totals["people"] if sources and people_known else None,
+        "people_searched": totals["people_searched"] if sources and people_known else None,
         "source": "+".join(sorted(sources)) or "none",
         "devices_reporting": len(periodic_since_summary),
     }
@@ -310,12 +327,14 @@ def render_html(report: dict[str, Any]) -> str:
         ("Period (audit records)", f"{report['period']['first_record']} to {report['period']['last_record']}"),
         ("Devices", ", ".join(report["devices"]) or "none"),
         ("Faces processed", "unknown" if f["processed"] is None else f"{f['processed']:,} (searched {f['searched']:,}; quality-rejected {f['rejected_quality']:,})"),
+        ("People (distinct faces)", "unknown" if f["people"] is None else f"{f['people']:,} (searched {f['people_searched']:,})"),
         ("Alerts raised / received", f"{a['raised']:,} / {a['received']:,}"),
         ("Confirmed true alerts", f"{j['confirmed_true']:,}"),
         ("Confirmed false alerts", f"{j['confirmed_false']:,}"),
         ("Awaiting adjudication", f"{j['pending']:,}"),
         ("Engagements", f"{j['engaged']:,} (not engaged {j['not_engaged']:,}; not recorded {j['engagement_not_recorded']:,})"),
         ("False-alert rate per face", _fmt(report["rates"]["false_alerts_per_face"])),
+        ("False-alert rate per person searched", _fmt(report["rates"]["false_alerts_per_person"])),
         ("False-alert rate per alert", _fmt(report["rates"]["false_alerts_per_alert"])),
         ("Thresholds in use", ", ".join(f"{t:g}" for t in a["thresholds"]) or "none"),
         ("Threshold evidence", "; ".join(_evidence_text(e) for e in report["threshold_evidence"]) or "unknown (no watchlist_loaded record)"),

@@ -81,6 +81,8 @@ def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path, caplo
     records = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     counts = [r["details"] for r in records if r["kind"] == "faces_processed"]
     assert sum(c["matches_discarded_at_deployment_end"] for c in counts) == 1
+    # one person walked past: the audit counts one person searched, whatever the detections
+    assert sum(c["people"] for c in counts) == sum(c["people_searched"] for c in counts) == 1
     outside = sum(c["frames_outside_deployment"] for c in counts)
     assert summary.frames - 4 <= outside < summary.frames
     # the demo deployment cites the dev set's calibration (issue 13.6): the load is audited with it, and nothing warns of the provisional default

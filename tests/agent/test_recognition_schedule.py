@@ -108,8 +108,23 @@ def test_live_pipeline_recognises_a_steady_face_five_times_a_second_and_still_al
     pipeline.finish()
     c = pipeline.counters
     assert c.faces == 30 and c.faces_searched + c.faces_rejected_quality == 5 and c.faces_between_recognitions == 25
+    assert c.people == 1 and c.people_searched == 1  # 30 detections of one person
     assert len(embeds) == c.faces_searched == 5
     assert [a[0].subject_ref for a in alerts] == ["WL-0002"]  # the match is still raised, once
+
+
+def test_people_count_distinct_tracks_not_detections(tmp_path, fixtures_dir):
+    """The deployment report's per-person rate divides by people searched: one person in view for
+    half a second is 15 detections and one person; out of view for longer than a track lives and
+    back again, a second person (the tracker cannot know it is the same one, and must not try)."""
+    core, pipeline, alerts, now = _pipeline(tmp_path, fixtures_dir, RecognitionSchedule(0.2))
+    face, empty = _scene(fixtures_dir, "obama_1.jpg", 200), background(640, 480, seed=1)
+    frames = [face] * 15 + [empty] * 45 + [face] * 15  # 0.5 s, 1.5 s away, 0.5 s
+    for i, image in enumerate(frames):
+        pipeline.process(Frame(image, now + timedelta(seconds=i / 30), i, source_time_s=i / 30))
+    c = pipeline.counters
+    assert c.faces == 30 and c.people == 2 and c.people_searched == 2
+    assert c.counts()["people"] == 2 and c.counts()["people_searched"] == 2
 
 
 def test_every_frame_schedule_recognises_every_face(tmp_path, fixtures_dir):

@@ -164,6 +164,30 @@ def test_report_without_face_counts_says_so(deployment, tmp_path):
     assert any("faces processed is unknown" in n for n in r["notes"])
 
 
+def test_false_alert_rate_per_person_divides_by_people_searched_not_detections(deployment, tmp_path):
+    """A person in view for seconds is dozens of detections: the per-face rate divides by those, the
+    per-person rate by the agent's tracks that were searched. Logs without people counts (older agents,
+    the fixture's) give no per-person rate and say why, rather than dividing by detections."""
+    log = tmp_path / "agent.jsonl"
+    with AuditLog.open(log, None, "device:cam-05") as audit:
+        audit.append("faces_processed", {"deployment_id": "dep-1", "faces": 3000, "people": 60, "people_searched": 55,
+                                         "faces_searched": 400, "faces_rejected_quality": 50, "frames_processed": 9000}, now=NOW)
+        audit.append("faces_processed", {"deployment_id": "dep-1", "faces": 1500, "people": 40, "people_searched": 45 - 5,
+                                         "faces_searched": 200, "faces_rejected_quality": 20, "frames_processed": 4500}, now=NOW)
+    r = build_report("dep-1", [read_audit(log), read_audit(deployment["room_log"])], deployment["db"], NOW)
+    assert (r["faces"]["processed"], r["faces"]["people"], r["faces"]["people_searched"]) == (4500, 100, 95)
+    assert r["rates"]["false_alerts_per_face"]["trials"] == 4500
+    per_person = r["rates"]["false_alerts_per_person"]
+    assert (per_person["events"], per_person["trials"]) == (1, 95) and per_person["rate"] == pytest.approx(1 / 95)
+    assert not any("distinct people" in n for n in r["notes"])
+    assert "False-alert rate per person searched" in render_html(r) and "1/95" in render_html(r)
+    # one device without people counts makes the per-person figure unknown, not a mix of units
+    mixed = build_report("dep-1", [read_audit(log), read_audit(deployment["cam2"]), read_audit(deployment["room_log"])], deployment["db"], NOW)
+    assert mixed["faces"]["people"] is None and mixed["rates"]["false_alerts_per_person"]["rate"] is None
+    assert mixed["rates"]["false_alerts_per_face"]["trials"] == 4500 + 4000
+    assert any("not distinct people" in n for n in mixed["notes"])
+
+
 def test_cli_writes_html_and_json_matching_the_format_doc(deployment, tmp_path, capsys):
     out = tmp_path / "report"
     code = main(["report", "--deployment", "dep-1", "--audit", str(deployment["device_log"]), "--audit", str(deployment["room_log"]),
