@@ -41,6 +41,7 @@ from edge_agent.vision.core import RecognitionCore
 from edge_agent.vision.quality import QualityPolicy
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.installed import accept_pushed, load_installed
+from edge_agent.watchlist.loader import DeviceTrust
 from edge_agent.watchlist.retention import enforce_retention
 from edge_agent.watchlist.store import WatchlistStore
 
@@ -143,10 +144,11 @@ def run_agent(
         authority = load_public_key(config.device.authority_public_key, Ed25519PublicKey)
         expected = SignedDeployment.load(config.deployment.record) if config.deployment.record is not None else None
         approvers = [load_public_key(path, Ed25519PublicKey) for path in config.deployment.approver_public_keys]
+        trust = DeviceTrust(keys, authority, core.identity, approvers, expected)
         watchlist = None
         if pushed is not None and pushed_present:
             # A pushed package replaces the stored one only once it verifies in full (issue 10.8).
-            outcome = accept_pushed(store, pushed, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
+            outcome = accept_pushed(store, pushed, trust, now, audit)
             watchlist = outcome.loaded
             if watchlist is None and not store.exists():
                 if outcome.ended or ended:
@@ -155,7 +157,7 @@ def run_agent(
             if watchlist is None:
                 log.warning("pushed watchlist %s refused (%s); matching continues with the installed package", pushed, outcome.refusal)
         if watchlist is None:
-            watchlist = load_installed(store, keys, authority, core.identity, now, audit, approvers, expected_deployment=expected)
+            watchlist = load_installed(store, trust, now, audit)
         deployment = watchlist.deployment
         threshold_note = describe_threshold(deployment)
         (log.warning if cited_calibration(deployment) is None else log.info)(threshold_note)

@@ -58,6 +58,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from edge_agent.deployment.policy import cited_calibration, describe_threshold
     from edge_agent.identity.keys import load_approver_public, load_authority_public, load_device_keys
     from edge_agent.search.authority import audit_refusal, open_for_search
+    from edge_agent.watchlist.loader import DeviceTrust
     from edge_agent.search.retrospective import run_search
 
     if args.top < 1:
@@ -72,7 +73,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     core = load_core(args)
     actor = args.actor or f"operator:{getpass.getuser()}"
     with AuditLog.open(args.audit_log, audit_key, actor) as audit:
-        watchlist = open_for_search(args.deployment, args.watchlist, search_input, keys, authority, core.identity, _utc_now(), audit, approvers)
+        trust = DeviceTrust(keys, authority, core.identity, approvers)
+        watchlist = open_for_search(args.deployment, args.watchlist, search_input, trust, _utc_now(), audit)
         if cited_calibration(watchlist.deployment) is None:
             print(describe_threshold(watchlist.deployment), file=sys.stderr)
         try:

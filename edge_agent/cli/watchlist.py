@@ -26,6 +26,7 @@ from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES
 from edge_agent.watchlist.build import DEFAULT_MAX_IMAGE_AGE_YEARS, build_watchlist, read_subjects_csv
 from edge_agent.watchlist.format import check_magic_and_version, decode_container
 from edge_agent.watchlist.installed import install_verified
+from edge_agent.watchlist.loader import DeviceTrust
 from edge_agent.watchlist.retention import enforce_retention
 from edge_agent.watchlist.store import WatchlistStore
 
@@ -201,10 +202,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise ConfigError(f"package {package} not found", "check the path") from None
     # Verified in memory before it is stored, so a refused package never replaces a good one.
     with _audit(args, side) as audit:
-        loaded = install_verified(
-            WatchlistStore(side.state_dir / WATCHLIST_DIR), data, side.keys, authority_pub, identity, now, audit, approvers,
-            expected_deployment=expected, source=str(package),
-        )
+        trust = DeviceTrust(side.keys, authority_pub, identity, approvers, expected)
+        loaded = install_verified(WatchlistStore(side.state_dir / WATCHLIST_DIR), data, trust, now, audit, source=str(package))
     print(
         f"watchlist for deployment {loaded.deployment.deployment_id} installed: {len(loaded.entries)} subjects, "
         f"{len(loaded.gallery)} templates, expires {loaded.expires_at.isoformat()}"

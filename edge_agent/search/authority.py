@@ -17,22 +17,19 @@ that image's subject is searched (``vision/subject.py``), never bystanders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.config_reader import read_file_bytes
 from edge_agent.audit.log import AuditLog
 from edge_agent.deployment.errors import DeploymentRefused
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import EdgeAgentError, SecurityError
-from edge_agent.identity.keys import DeviceKeys
 from edge_agent.search.inputs import IMAGE, SearchInput
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.installed import destroy_ended, has_ended, load_audited
-from edge_agent.watchlist.loader import LoadedWatchlist
+from edge_agent.watchlist.loader import DeviceTrust, LoadedWatchlist
 
 SEARCH_MODES = ("RFR", "OIFR")
 
@@ -61,18 +58,16 @@ def open_for_search(
     deployment_path: Path,
     watchlist_path: Path,
     search_input: SearchInput,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
+    trust: DeviceTrust,
     now: datetime,
     audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
 ) -> LoadedWatchlist:
-    """The verified, decrypted watchlist for this search, or an audited refusal (re-raised)."""
+    """The verified, decrypted watchlist for this search, or an audited refusal (re-raised). The
+    package must be bound to the deployment record named for the search, whatever ``trust`` expects."""
     try:
         signed = SignedDeployment.load(deployment_path)
         try:
-            record = signed.verify(authority_pub)
+            record = signed.verify(trust.authority_pub)
         except SecurityError as exc:
             raise DeploymentRefused(exc.message, exc.hint) from None
         check_search_mode(record.mode, record.deployment_id, search_input)
@@ -81,9 +76,7 @@ def open_for_search(
         audit_refusal(audit, exc, search_input, deployment_path, now)
         raise
     try:
-        return load_audited(
-            package, device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=signed, source=str(watchlist_path)
-        )
+        return load_audited(package, replace(trust, expected_deployment=signed), now, audit, source=str(watchlist_path))
     except EdgeAgentError as exc:
         if not has_ended(exc, package, now):
             raise

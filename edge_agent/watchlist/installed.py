@@ -12,59 +12,31 @@ before the store's atomic replace; a refused one leaves the installed package as
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge_agent.config_reader import read_file_bytes
 from edge_agent.audit.log import AuditLog
 from edge_agent.deployment.policy import threshold_evidence
-from edge_agent.deployment.record import SignedDeployment
 from edge_agent.errors import EdgeAgentError
-from edge_agent.identity.keys import DeviceKeys
 from edge_agent.watchlist.errors import WatchlistExpired
-from edge_agent.watchlist.loader import LoadedWatchlist, load_watchlist
+from edge_agent.watchlist.loader import DeviceTrust, LoadedWatchlist
 from edge_agent.watchlist.store import WatchlistStore, destroy_file, read_summary
 from edge_agent.timestamps import format_timestamp
 
 
-def load_installed(
-    store: WatchlistStore,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
-    now: datetime,
-    audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
-    *,
-    expected_deployment: SignedDeployment | None = None,
-) -> LoadedWatchlist:
+def load_installed(store: WatchlistStore, trust: DeviceTrust, now: datetime, audit: AuditLog) -> LoadedWatchlist:
     """Load the stored package into memory, auditing the load or the refusal (with its reason)."""
-    return load_audited(
-        store.read(), device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=expected_deployment
-    )
+    return load_audited(store.read(), trust, now, audit)
 
 
-def load_audited(
-    package: bytes,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
-    now: datetime,
-    audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
-    *,
-    expected_deployment: SignedDeployment | None = None,
-    source: str = "installed",
-) -> LoadedWatchlist:
+def load_audited(package: bytes, trust: DeviceTrust, now: datetime, audit: AuditLog, *, source: str = "installed") -> LoadedWatchlist:
     """Verify and decrypt ``package``; audit ``watchlist_loaded`` or ``watchlist_refused`` (with the
     refusal's class, message, where the package came from and its SHA-256), then return or re-raise."""
     try:
-        loaded = load_watchlist(package, device_keys, authority_pub, model_identity, now, approver_pubs, expected_deployment=expected_deployment)
+        loaded = trust.load(package, now)
     except EdgeAgentError as exc:  # every refusal is audited, whatever its class
         audit.append(
             "watchlist_refused",
@@ -77,23 +49,11 @@ def load_audited(
 
 
 def install_verified(
-    store: WatchlistStore,
-    package: bytes,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
-    now: datetime,
-    audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
-    *,
-    expected_deployment: SignedDeployment | None = None,
-    source: str = "pushed",
+    store: WatchlistStore, package: bytes, trust: DeviceTrust, now: datetime, audit: AuditLog, *, source: str = "pushed"
 ) -> LoadedWatchlist:
     """Verify ``package`` in full for this device now, and only then replace the stored package with
     it (atomically). A refusal is audited and raised; the stored package is not touched."""
-    loaded = load_audited(
-        package, device_keys, authority_pub, model_identity, now, audit, approver_pubs, expected_deployment=expected_deployment, source=source
-    )
+    loaded = load_audited(package, trust, now, audit, source=source)
     store.install(package)
     return loaded
 
@@ -107,18 +67,7 @@ class PushOutcome:
     ended: bool = False  # refused because its deployment has ended: the pushed copy was destroyed
 
 
-def accept_pushed(
-    store: WatchlistStore,
-    pushed: Path,
-    device_keys: DeviceKeys,
-    authority_pub: Ed25519PublicKey,
-    model_identity: object,
-    now: datetime,
-    audit: AuditLog,
-    approver_pubs: Sequence[Ed25519PublicKey] = (),
-    *,
-    expected_deployment: SignedDeployment | None = None,
-) -> PushOutcome:
+def accept_pushed(store: WatchlistStore, pushed: Path, trust: DeviceTrust, now: datetime, audit: AuditLog) -> PushOutcome:
     """Install a pushed package if it verifies in full, then overwrite and delete the pushed copy, so
     the only copy on the device is the one retention will destroy (Met practice: the import medium is
     wiped). A refused package stays where it was pushed (a package for a deployment that has not
@@ -127,10 +76,7 @@ def accept_pushed(
     pushed = Path(pushed)
     data = read_file_bytes(pushed, "pushed watchlist", "check watchlist.package in the config", "watchlist.package names the package file itself")
     try:
-        loaded = install_verified(
-            store, data, device_keys, authority_pub, model_identity, now, audit, approver_pubs,
-            expected_deployment=expected_deployment, source=str(pushed),
-        )
+        loaded = install_verified(store, data, trust, now, audit, source=str(pushed))
     except EdgeAgentError as exc:
         if not has_ended(exc, data, now):
             return PushOutcome(None, exc)

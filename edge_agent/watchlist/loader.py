@@ -108,6 +108,24 @@ def verify_package_signature(data: bytes, authority_pub: Ed25519PublicKey) -> No
         ) from None
 
 
+@dataclass(frozen=True)
+class DeviceTrust:
+    """What this device checks every package against: its own keys (the seal), the pinned authority
+    and approvers (the signatures), the models it runs (a watchlist binds their identity) and, when
+    the deployment record is also handed over as its own file, that record. Built once where the
+    config is read, so the agent, a push, an install and a search all verify the same things."""
+
+    device_keys: DeviceKeys
+    authority_pub: Ed25519PublicKey
+    model_identity: Any
+    approver_pubs: Sequence[Ed25519PublicKey] = ()
+    expected_deployment: SignedDeployment | None = None
+
+    def load(self, package: bytes | Path | str, now: datetime) -> LoadedWatchlist:
+        return load_watchlist(package, self.device_keys, self.authority_pub, self.model_identity, now, self.approver_pubs,
+                              expected_deployment=self.expected_deployment)
+
+
 def load_watchlist(
     package: bytes | Path | str,
     device_keys: DeviceKeys,

@@ -65,6 +65,7 @@ def test_an_expired_deployment_is_refused_and_its_watchlist_destroyed(rfr_site, 
     from edge_agent.crypto.canonical import parse_utc
     from edge_agent.identity.keys import load_authority_public, load_device_keys
     from edge_agent.search.authority import open_for_search
+    from edge_agent.watchlist.loader import DeviceTrust
     from edge_agent.search.inputs import open_input
     from edge_agent.watchlist.errors import WatchlistExpired, WrongDevice
 
@@ -76,7 +77,7 @@ def test_an_expired_deployment_is_refused_and_its_watchlist_destroyed(rfr_site, 
         with pytest.raises(WatchlistExpired, match="expired.*has been destroyed"):
             open_for_search(
                 rfr_site.deployment, package, open_input(fixtures_dir / "faces" / "obama_2.jpg"),
-                load_device_keys(rfr_site.root / "keys" / "cam-01"), load_authority_public(rfr_site.root / "auth"), core.identity,
+                DeviceTrust(load_device_keys(rfr_site.root / "keys" / "cam-01"), load_authority_public(rfr_site.root / "auth"), core.identity),
                 after_end, audit,
             )
     records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
@@ -87,7 +88,7 @@ def test_an_expired_deployment_is_refused_and_its_watchlist_destroyed(rfr_site, 
     shutil.copy(rfr_site.watchlist, package)
     with AuditLog.open(tmp_path / "audit2.log", None, "operator:dc-4411") as audit, pytest.raises(WrongDevice):
         open_for_search(rfr_site.deployment, package, open_input(fixtures_dir / "faces" / "obama_2.jpg"),
-                        load_device_keys(rfr_site.root / "keys" / "cam-02"), load_authority_public(rfr_site.root / "auth"), core.identity,
+                        DeviceTrust(load_device_keys(rfr_site.root / "keys" / "cam-02"), load_authority_public(rfr_site.root / "auth"), core.identity),
                         after_end - timedelta(hours=1), audit)
     assert package.exists()
 

@@ -145,6 +145,7 @@ def test_matching_stops_at_the_deployments_end_mid_video(rfr_site, tmp_path, cor
     from edge_agent.crypto.canonical import parse_utc
     from edge_agent.identity.keys import load_authority_public, load_device_keys
     from edge_agent.search.authority import open_for_search
+    from edge_agent.watchlist.loader import DeviceTrust
     from edge_agent.search.inputs import open_input, read_frames
     from edge_agent.search.retrospective import DEPLOYMENT_ENDED, run_search
 
@@ -152,8 +153,8 @@ def test_matching_stops_at_the_deployments_end_mid_video(rfr_site, tmp_path, cor
     end = parse_utc(json.loads(base64.b64decode(json.loads(rfr_site.deployment.read_text())["record"]))["end"], "end")
     search_input = open_input(video)
     with AuditLog.open(tmp_path / "audit.log", None, "operator:dc-4411") as audit:
-        watchlist = open_for_search(rfr_site.deployment, rfr_site.watchlist, search_input, load_device_keys(rfr_site.root / "keys" / "cam-01"),
-                                    load_authority_public(rfr_site.root / "auth"), core.identity, end - timedelta(minutes=1), audit)
+        watchlist = open_for_search(rfr_site.deployment, rfr_site.watchlist, search_input,
+                                    DeviceTrust(load_device_keys(rfr_site.root / "keys" / "cam-01"), load_authority_public(rfr_site.root / "auth"), core.identity), end - timedelta(minutes=1), audit)
     times = iter([end - timedelta(seconds=30)] * 12 + [end] * 1000)  # 11 frames inside the window, then the end
     frames, _ = read_frames(search_input, 5.0)
     outcome = run_search(core, watchlist, search_input, frames, lambda: next(times), max_track_gap_s=1.0)
@@ -178,6 +179,7 @@ def test_a_searched_template_is_zeroed_once_searched(rfr_site, tmp_path, fixture
     from edge_agent.audit.log import AuditLog
     from edge_agent.identity.keys import load_authority_public, load_device_keys
     from edge_agent.search.authority import open_for_search
+    from edge_agent.watchlist.loader import DeviceTrust
     from edge_agent.search.inputs import SearchFrame, open_input
     from edge_agent.search.retrospective import run_search
     from edge_agent.vision.image_io import read_image
@@ -186,8 +188,8 @@ def test_a_searched_template_is_zeroed_once_searched(rfr_site, tmp_path, fixture
     search_input = open_input(photo)
     with AuditLog.open(tmp_path / "audit.log", None, "operator:dc-4411") as audit:
         now = datetime.now(timezone.utc)
-        watchlist = open_for_search(rfr_site.deployment, rfr_site.watchlist, search_input, load_device_keys(rfr_site.root / "keys" / "cam-01"),
-                                    load_authority_public(rfr_site.root / "auth"), core.identity, now, audit)
+        watchlist = open_for_search(rfr_site.deployment, rfr_site.watchlist, search_input,
+                                    DeviceTrust(load_device_keys(rfr_site.root / "keys" / "cam-01"), load_authority_public(rfr_site.root / "auth"), core.identity), now, audit)
     seen = []
 
     class Recording:  # the real core; it only remembers the faces it handed out

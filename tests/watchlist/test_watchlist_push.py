@@ -20,6 +20,7 @@ from watchlist_helpers import DURING, END, MODEL, START, make_entries, make_reco
 from edge_agent.audit import AuditLog
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.watchlist.installed import accept_pushed, load_installed
+from edge_agent.watchlist.loader import DeviceTrust
 from edge_agent.watchlist.package import pack_watchlist
 from edge_agent.watchlist.store import WatchlistStore, WatchlistStoreError
 
@@ -66,10 +67,10 @@ def test_a_refused_push_leaves_the_installed_package_and_is_audited(world, tmp_p
     pushed.parent.mkdir()
     pushed.write_bytes(bad)
     with _audit(world, tmp_path) as audit:
-        outcome = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), model, DURING, audit)
+        outcome = accept_pushed(store, pushed, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), model), DURING, audit)
         assert outcome.loaded is None and outcome.refusal is not None and not outcome.ended
         assert store.read() == good, "the installed package is byte for byte what it was"
-        wl = load_installed(store, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+        wl = load_installed(store, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), DURING, audit)
         assert wl.search(templates[0], DURING)[0].score > 0.999, "and it still matches"
     assert pushed.read_bytes() == bad, "a refused push stays where it was pushed, for the operator to see"
     refused = [r["details"] for r in _records(tmp_path) if r["kind"] == "watchlist_refused"]
@@ -88,8 +89,8 @@ def test_a_push_bound_to_another_deployment_record_is_refused(world, tmp_path):
     pushed = tmp_path / "push.eawl"
     pushed.write_bytes(world.pack(seed=2, deployment=other)[0])
     with _audit(world, tmp_path) as audit:
-        outcome = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit,
-                                expected_deployment=world.deployment)
+        outcome = accept_pushed(store, pushed, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL,
+                                                                expected_deployment=world.deployment), DURING, audit)
     assert type(outcome.refusal).__name__ == "DeploymentMismatch"
     assert store.read() == good
 
@@ -103,9 +104,9 @@ def test_a_push_for_a_later_deployment_waits_and_is_accepted_once_it_starts(worl
     next_package = world.pack(seed=2, deployment=later)[0]
     pushed.write_bytes(next_package)
     with _audit(world, tmp_path) as audit:
-        early = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+        early = accept_pushed(store, pushed, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), DURING, audit)
         assert type(early.refusal).__name__ == "WatchlistNotYetValid" and store.read() == current and pushed.exists()
-        started = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), MODEL, END + timedelta(minutes=1), audit)
+        started = accept_pushed(store, pushed, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), END + timedelta(minutes=1), audit)
     assert started.loaded is not None and started.loaded.deployment.deployment_id == "DEP-LATER"
     assert store.read() == next_package and not pushed.exists()
 
@@ -117,7 +118,7 @@ def test_an_expired_push_is_destroyed_not_installed(world, tmp_path):
     pushed = tmp_path / "push.eawl"
     pushed.write_bytes(world.pack(seed=2, expires=START + timedelta(minutes=30))[0])
     with _audit(world, tmp_path) as audit:
-        outcome = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+        outcome = accept_pushed(store, pushed, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), DURING, audit)
     assert outcome.ended and type(outcome.refusal).__name__ == "WatchlistExpired"
     assert store.read() == current and not pushed.exists()
     assert [r["kind"] for r in _records(tmp_path) if r["kind"] != "checkpoint"] == ["watchlist_refused", "deployment_ended", "watchlist_wiped"]

@@ -16,6 +16,7 @@ from edge_agent.audit import AuditLog, verify_audit_log
 from edge_agent.deployment.record import SignedDeployment
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.installed import accept_pushed, load_installed
+from edge_agent.watchlist.loader import DeviceTrust
 from edge_agent.watchlist.retention import enforce_retention
 from edge_agent.watchlist.store import WatchlistStore
 
@@ -50,7 +51,7 @@ def test_no_plaintext_template_bytes_on_disk(world, tmp_path):
     store = WatchlistStore(state / "watchlist")
     store.install(data)
     with _audit(world, tmp_path) as audit:
-        wl = load_installed(store, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+        wl = load_installed(store, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), DURING, audit)
         for t in templates:
             assert wl.search(t, DURING)[0].score > 0.999
     needles = [t.astype("<f4").tobytes()[:32] for t in templates]
@@ -113,8 +114,8 @@ def test_refusal_is_audited(world, tmp_path):
     store.install(data)
     with _audit(world, tmp_path) as audit:
         with pytest.raises(WatchlistExpired):
-            load_installed(store, world.devices["cam-01"], world.authority.public_key(), MODEL, END, audit)
-        load_installed(store, world.devices["cam-01"], world.authority.public_key(), MODEL, START, audit)
+            load_installed(store, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), END, audit)
+        load_installed(store, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), START, audit)
     text = (tmp_path / "state" / "audit.jsonl").read_text()
     assert _kinds(tmp_path / "state" / "audit.jsonl")[:2] == ["watchlist_refused", "watchlist_loaded"]
     assert "WatchlistExpired" in text
@@ -127,7 +128,7 @@ def test_load_audit_record_names_the_threshold_evidence(world, tmp_path):
         store = WatchlistStore(tmp_path / state / "watchlist")
         store.install(data)
         with AuditLog.open(tmp_path / state / "audit.jsonl", None, "device:cam-01") as audit:
-            load_installed(store, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+            load_installed(store, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), DURING, audit)
     loaded = {state: json.loads((tmp_path / state / "audit.jsonl").read_text().splitlines()[0])["details"] for state in ("cited", "provisional")}
     assert loaded["cited"]["threshold_basis"] == "calibration_report" and loaded["cited"]["calibration_sha256"] == "9f" * 32
     assert loaded["cited"]["calibrated_default"] == 0.58 and loaded["cited"]["calibration_budget"] == "1/6000"
@@ -151,6 +152,6 @@ def test_import_file_leaves_no_pushed_copy(world, tmp_path):
     pushed.write_bytes(data)
     store = WatchlistStore(tmp_path / "state" / "watchlist")
     with _audit(world, tmp_path) as audit:
-        outcome = accept_pushed(store, pushed, world.devices["cam-01"], world.authority.public_key(), MODEL, DURING, audit)
+        outcome = accept_pushed(store, pushed, DeviceTrust(world.devices["cam-01"], world.authority.public_key(), MODEL), DURING, audit)
     assert outcome.loaded is not None and outcome.refusal is None
     assert store.read() == data and not pushed.exists()
