@@ -7,10 +7,10 @@ re-rank, templates memory-mapped) beside the plain float32 search (every templat
 Each side runs in its own process so its resident memory is its own. Targets (issue 14): <= 10 ms
 per probe, resident memory <= 1.2x the templates' float32 bytes, top-5 identical to exact float32.
 The int8 and int4 rows are the two compact indexes (compact_index.py); the gallery picks int4 from
-``INT4_FROM`` templates. Measured 2026-12-02, --threads 1, CPU ms per probe: plain float32 61.6,
-int8 14.5, int4 13.6 (0.85x the templates' bytes resident), top 5 identical 100/100: the 10 ms
-target is not met on this VM (the int4 pass alone is 8-12 ms: XNNPACK's qc4w GEMV unpacks
-nibbles at ~6 GB/s, not the memory's rate).
+``INT4_FROM`` templates. Measured 2026-12-02 (third session's VM), ms per probe: --threads 2 (the
+default) int4 4.58 (p90 4.94, CPU 7.86), int8 5.18, plain float32 55.7, 0.85x the templates' bytes
+resident, top 5 identical 100/100; --threads 1 int4 8.70 and 10.31 in two runs (the second VM 13.6:
+XNNPACK's qc4w GEMV unpacks nibbles at ~6 GB/s, not the memory's rate).
 """
 
 from __future__ import annotations
