@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edge_agent.agent.config import load_config
 from edge_agent.capture.opencv import redact_url
+from edge_agent.library_pins import scored_versions, warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,5 +34,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print(f"  mqtt          {cfg.mqtt.host}:{cfg.mqtt.port} tls={'on' if cfg.mqtt.tls else 'off'} MQTT {cfg.mqtt.protocol} prefix {cfg.mqtt.topic_prefix}")
     print(f"  deployment    {cfg.deployment.record or 'none: no matching until one is installed'}")
+    versions = scored_versions()
+    print(f"  libraries     {', '.join(v.describe() for v in versions)}")
+    for warning in warnings(versions):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.vision.alignment import Aligner, FourPointAligner, MeshAligner
+from edge_agent.library_pins import scored_versions
+from edge_agent.library_pins import warnings as library_warnings
 from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.detector import BlazeFaceDetector, Detection, drop_nested, merge_detections
 from edge_agent.vision.embedder import Embedder
@@ -136,6 +138,8 @@ class RecognitionCore:
         if log.isEnabledFor(logging.INFO):  # reads /proc/cpuinfo: only when the line will be written
             names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
             log.info("models %s (precision %s) on %s", names, files.identity.precision, read_cpu_profile().summary())
+        for warning in library_warnings(scored_versions()):  # every command that scores faces says it once
+            log.warning(warning)
         return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles, chosen)
 
     def detect(self, image_bgr: np.ndarray, every_range: bool = True) -> list[Detection]:
