@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_agent.errors import ImageError
+from edge_agent.library_pins import LibraryVersion, scored_versions
 from edge_agent.evaluation.dataset import LabelledDataset, LabelledImage
 from edge_agent.evaluation.embedding_cache import (
     EMBEDDING_DIM,
@@ -72,6 +73,13 @@ class EmbeddedDataset:
 def model_key(model: dict[str, Any]) -> str:
     """Short stable hash of everything that decides an embedding, for the cache key."""
     return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
+
+
+def cache_key(model: dict[str, Any], role: str, libraries: Sequence[LibraryVersion]) -> str:
+    """The cache key of one embedding path: the model description, the role, and the installed
+    versions of the libraries whose arithmetic is in every embedding (an OpenCV upgrade moved each
+    dev-set score by ~0.005), so a cache filled under other versions is never served."""
+    return model_key({**model, "role": role, "libraries": {v.name: v.installed for v in libraries}})
 
 
 #: Vision modules whose code decides a template; their hash joins the cache key, so editing the
@@ -136,7 +144,7 @@ class _CachedPath:
 
     def __init__(self, embed: EmbedFn, model: dict[str, Any], role: str, cache: EmbeddingCache | None, mapper: Mapper) -> None:
         self.embed = embed
-        self.key = model_key({**model, "role": role})
+        self.key = cache_key(model, role, scored_versions())
         self.cache = cache
         self.mapper = mapper
         self.hits = 0

@@ -66,6 +66,25 @@ def test_cache_avoids_re_embedding_and_is_private(synthetic, tmp_path):
     assert len(synthetic.calls) == 2 * calls
 
 
+def test_cached_embeddings_are_filed_under_the_installed_library_versions(synthetic, tmp_path):
+    """An OpenCV or LiteRT upgrade changes embeddings without changing the model description, so
+    the key carries their installed versions: a cache filled under other versions is never served."""
+    import sqlite3
+    from dataclasses import replace
+
+    from edge_agent.evaluation.runner import cache_key
+    from edge_agent.library_pins import scored_versions
+
+    with EmbeddingCache(tmp_path / "cache.sqlite") as cache:
+        embed_dataset(synthetic.dataset, synthetic.embed, synthetic.embed, MODEL, 1, cache)
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        keys = {row[0] for row in db.execute("SELECT DISTINCT model_key FROM embeddings")}
+    installed = scored_versions()
+    assert keys == {cache_key(MODEL, "probe", installed), cache_key(MODEL, "enrol", installed)}
+    upgraded = [replace(v, installed="9.9.9") if v.name == "opencv-python-headless" else v for v in installed]
+    assert cache_key(MODEL, "probe", upgraded) not in keys
+
+
 def test_a_changed_image_is_re_embedded(synthetic, tmp_path):
     with EmbeddingCache(tmp_path / "cache.sqlite") as cache:
         embed_dataset(synthetic.dataset, synthetic.embed, synthetic.embed, MODEL, 1, cache)
