@@ -146,6 +146,9 @@ in_root systemd-analyze verify /etc/systemd/system/edge-agent.service > "$work/v
 if [ -s "$work/verify.log" ]; then cat "$work/verify.log"; die "systemd-analyze verify printed warnings"; fi
 in_root runuser -u edge-agent -- /opt/edge-agent/venv/bin/edge-agent config check /etc/edge-agent/agent.toml \
     > "$work/config-check.log" 2>&1 || { cat "$work/config-check.log"; die "edge-agent config check failed in the arm64 root (as the service user)"; }
+# The offline bundle must carry the library versions the calibration was measured with (edge_agent/library_pins.py).
+if grep -q "^warning: .* is pinned" "$work/config-check.log"; then cat "$work/config-check.log"; die "the bundle installed library versions other than the pinned ones"; fi
+grep -q "^  libraries .*opencv-python-headless" "$work/config-check.log" || { cat "$work/config-check.log"; die "config check did not report the library versions"; }
 in_root /opt/edge-agent/venv/bin/python -c "import platform, cv2, numpy, ai_edge_litert.interpreter; assert platform.machine() == 'aarch64'" \
     || die "the installed wheels do not load on arm64"
 say "install ok: unit enabled, systemd-analyze verify clean, config check passes as edge-agent"
