@@ -72,6 +72,17 @@ def test_deployment_verify_checks_the_shipped_report_byte_for_byte(demo_site, tm
     assert "is not the one deployment DEMO-LFR-0001 cites" in capsys.readouterr().err
 
 
+def test_the_shipped_evaluation_was_made_with_the_pinned_libraries():
+    """Bumping a pin (pyproject.toml) is a release step: re-run the README's calibration command and
+    ship its two files. Forgetting the second half fails here, on a fresh clone, before any device
+    runs a threshold measured with other arithmetic."""
+    from edge_agent.library_pins import scored_versions
+
+    pins = {v.name: v.pinned for v in scored_versions()}
+    assert all(pins.values())
+    assert json.loads(DEMO_EVALUATION.read_bytes())["libraries"] == pins
+
+
 def test_the_shipped_report_follows_from_the_shipped_evaluation(tmp_path):
     """Not hard-coded: calibrate re-run on the shipped evaluation report writes the shipped report
     (its creation time aside), and the figures are what the rule gives for the counts it states."""

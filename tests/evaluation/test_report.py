@@ -182,6 +182,9 @@ def test_report_json_fields_match_the_format_doc(synthetic, tmp_path):
     evaluation = _evaluate(synthetic, tmp_path)
     r = json.loads(json.dumps(evaluation.report))
     assert r["format"] == "edge-agent-evaluation" and r["version"] == 1
+    from edge_agent.library_pins import scored_versions
+
+    assert r["libraries"] == {v.name: v.installed for v in scored_versions()} and r["libraries"]["opencv-python-headless"]
     assert sorted(_doc_fields("evaluation-report.md", "Top level")) == sorted(k for k in r if k != "gate")
     assert sorted(_doc_fields("evaluation-report.md", "Rate")) == sorted(r["enrolment"]["failure_rate"])
     assert sorted(_doc_fields("evaluation-report.md", "identification.sizes[]")) == sorted(r["identification"]["sizes"][0])
