@@ -68,6 +68,7 @@ class RunSummary:
     stopped_because: str
     startup_s: float
     skipped_for_power: int = 0  # live frames not looked at while idle or hot (edge_agent/agent/pacing.py)
+    people: int = 0  # distinct faces (tracks); ``faces`` counts detections, one per face per frame
 
 
 def _state_dir(config: AgentConfig) -> Path:
@@ -277,7 +278,7 @@ def run_agent(
             {"deployment_id": deployment.deployment_id, **counters.counts(), "dropped_frames": source.dropped, "skipped_for_power": skipped, "stopped_because": reason,
              "alerts_not_stored": counters.alerts_not_stored + counters.alerts_waiting},
         )
-        return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s, skipped)
+        return RunSummary(counters.frames, counters.faces, counters.alerts, source.dropped, reason, startup_s, skipped, counters.people)
     finally:
         if publisher is not None:
             publisher.stop()

@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_agent(config)
     print(
-        f"stopped ({summary.stopped_because}): {summary.frames} frames, {summary.faces} faces, "
+        f"stopped ({summary.stopped_because}): {summary.frames} frames, {summary.faces} faces of {summary.people} people, "
         f"{summary.alerts} alerts, {summary.dropped_frames} frames dropped; first frame after {summary.startup_s:.2f} s"
     )
     return 0

@@ -288,7 +288,7 @@ def _run(
     accepted = [v for v in verdicts if v.accepted]
     rejected = [v for v in verdicts if not v.accepted]
     say(
-        f"\nagent: {summary.frames} frames, {summary.faces} faces, {summary.alerts} alerts raised "
+        f"\nagent: {summary.frames} frames, {summary.faces} faces of {summary.people} people, {summary.alerts} alerts raised "
         f"({summary.dropped_frames} stale frames dropped); control room verified {len(accepted)}, rejected {len(rejected)}.\n"
         f"{trace.line()}"
     )

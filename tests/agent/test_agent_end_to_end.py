@@ -78,6 +78,7 @@ def test_matching_stops_when_the_clock_passes_the_deployment_end(tmp_path, caplo
     summary = run_agent(config, clock=clock)
     assert summary.alerts == 0
     assert summary.frames > 10 and summary.faces >= 1  # the face was seen (and matched) before the end
+    assert summary.people == 1
     records = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     counts = [r["details"] for r in records if r["kind"] == "faces_processed"]
     assert sum(c["matches_discarded_at_deployment_end"] for c in counts) == 1
