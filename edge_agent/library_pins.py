@@ -59,6 +59,11 @@ def scored_versions() -> list[LibraryVersion]:
     return found
 
 
+def installed(versions: list[LibraryVersion]) -> dict[str, str | None]:
+    """{distribution: installed version or None}: what an evaluation report and its cache key record."""
+    return {v.name: v.installed for v in versions}
+
+
 def warnings(versions: list[LibraryVersion]) -> list[str]:
     """One sentence per library that differs from its pin: what differs, what it means, what to do."""
     return [

@@ -26,7 +26,7 @@ from edge_agent.evaluation.identification import (
 )
 from edge_agent.evaluation.metrics import Rate
 from edge_agent.evaluation.runner import EmbeddedDataset
-from edge_agent.library_pins import scored_versions
+from edge_agent.library_pins import installed, scored_versions
 from edge_agent.evaluation.verification import (
     DEFAULT_MAX_IMPOSTOR_PAIRS,
     VerificationScores,
@@ -120,7 +120,7 @@ def analyse(embedded: EmbeddedDataset, groups: dict[str, str] | None, settings: 
         "model": embedded.model,
         # Not in "model": a calibration's model must match the device's, and a patch release of a
         # library must not refuse a watchlist; recorded so the evidence says what made the scores.
-        "libraries": {v.name: v.installed for v in scored_versions()},
+        "libraries": installed(scored_versions()),
         "protocol": {
             "match_rule": "score >= threshold (cosine similarity)",
             "interval": "Wilson score, 95%",

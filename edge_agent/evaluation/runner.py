@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_agent.errors import ImageError
-from edge_agent.library_pins import LibraryVersion, scored_versions
+from edge_agent.library_pins import LibraryVersion, installed, scored_versions
 from edge_agent.evaluation.dataset import LabelledDataset, LabelledImage
 from edge_agent.evaluation.embedding_cache import (
     EMBEDDING_DIM,
@@ -75,11 +75,11 @@ def model_key(model: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
 
 
-def cache_key(model: dict[str, Any], role: str, libraries: Sequence[LibraryVersion]) -> str:
+def cache_key(model: dict[str, Any], role: str, libraries: list[LibraryVersion]) -> str:
     """The cache key of one embedding path: the model description, the role, and the installed
     versions of the libraries whose arithmetic is in every embedding (an OpenCV upgrade moved each
     dev-set score by ~0.005), so a cache filled under other versions is never served."""
-    return model_key({**model, "role": role, "libraries": {v.name: v.installed for v in libraries}})
+    return model_key({**model, "role": role, "libraries": installed(libraries)})
 
 
 #: Vision modules whose code decides a template; their hash joins the cache key, so editing the
@@ -142,9 +142,9 @@ Mapper = Callable[[EmbedFn, Sequence[Path]], Iterable[EnrolmentOutcome]]
 class _CachedPath:
     """One embedding path (probe or enrol) through the cache: only misses reach the embedder."""
 
-    def __init__(self, embed: EmbedFn, model: dict[str, Any], role: str, cache: EmbeddingCache | None, mapper: Mapper) -> None:
+    def __init__(self, embed: EmbedFn, key: str, cache: EmbeddingCache | None, mapper: Mapper) -> None:
         self.embed = embed
-        self.key = cache_key(model, role, scored_versions())
+        self.key = key
         self.cache = cache
         self.mapper = mapper
         self.hits = 0
@@ -196,8 +196,9 @@ def embed_dataset(
     """Embed every image as a probe, then enrol the first usable images of each identity that has
     more than ``enrol_per_subject`` images; nothing is embedded twice on the same path."""
     n = len(dataset.images)
-    probe_path = _CachedPath(probe_fn, model, "probe", cache, mapper)
-    enrol_path = _CachedPath(enrol_fn, model, "enrol", cache, mapper)
+    libraries = scored_versions()  # read once: both paths' keys carry the same versions
+    probe_path = _CachedPath(probe_fn, cache_key(model, "probe", libraries), cache, mapper)
+    enrol_path = _CachedPath(enrol_fn, cache_key(model, "enrol", libraries), cache, mapper)
     digests: list[str | None] = []
     for image in dataset.images:
         try:

@@ -14,8 +14,7 @@ import numpy as np
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.vision.alignment import Aligner, FourPointAligner, MeshAligner
-from edge_agent.library_pins import scored_versions
-from edge_agent.library_pins import warnings as library_warnings
+from edge_agent.library_pins import scored_versions, warnings as library_warnings
 from edge_agent.vision.cpu_profile import read_cpu_profile
 from edge_agent.vision.detector import BlazeFaceDetector, Detection, drop_nested, merge_detections
 from edge_agent.vision.embedder import Embedder
