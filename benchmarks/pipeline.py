@@ -40,6 +40,8 @@ from edge_agent.demo.scenes import PHOTOS, background, frame_with_faces, portrai
 from edge_agent.identity.keys import init_device, load_device_keys  # noqa: E402
 from edge_agent.vision.core import RecognitionCore  # noqa: E402
 from edge_agent.vision.cpu_profile import read_cpu_profile  # noqa: E402
+from edge_agent.vision.model_choice import FAMILIES  # noqa: E402
+from edge_agent.vision.model_measure import measure  # noqa: E402
 from edge_agent.vision.peer import PeerPipeline  # noqa: E402
 from edge_agent.watchlist import loader  # noqa: E402
 
@@ -131,11 +133,19 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_CHOICES)
     parser.add_argument("--precision", default="auto", choices=["auto", "int8", "float32"])
+    parser.add_argument("--no-measure", action="store_true",
+                        help="auto by the CPU profile alone (default: time the variants first, as the device's unit does at its first start)")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads per model (the device runs 2)")
     parser.add_argument("--every", type=float, default=RecognitionSchedule().every_s, help="pipeline.recognise_every_s for the scheduled rows")
     args = parser.parse_args()
 
-    core = RecognitionCore.load(detector=args.detector, threads=args.threads, precision=args.precision)
+    timings = None
+    if args.precision == "auto" and not args.no_measure:
+        # In a child process, as `edge-agent models measure` runs before the agent: its four
+        # interpreters are not part of the agent's memory.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            timings = child.submit(measure, list(FAMILIES.values()), args.threads).result()
+    core = RecognitionCore.load(detector=args.detector, threads=args.threads, precision=args.precision, timings=timings)
     authority = Ed25519PrivateKey.generate()
     with tempfile.TemporaryDirectory() as tmp:
         init_device(Path(tmp) / "dev", "bench-01")
@@ -165,7 +175,7 @@ def main() -> int:
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Machine: {read_cpu_profile().summary()}; load average {load} (other jobs share the cores: compare CPU ms)\n")
-    print(f"| 640x480, detector {args.detector}, models {core.identity.precision}, {args.threads} threads, {len(watchlist.gallery):,}-template watchlist "
+    print(f"| 640x480, detector {args.detector}, models {core.identity.precision} (chosen by {core.choice}), {args.threads} threads, {len(watchlist.gallery):,}-template watchlist "
           "| ours | peer: OpenCV YuNet + SFace, every face every frame | target |")
     print("|---|---:|---:|---:|")
     for label, (fps, cpu_ms), (peer_fps, peer_ms) in rows:

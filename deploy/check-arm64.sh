@@ -151,7 +151,17 @@ if grep -q "^warning: .* is pinned" "$work/config-check.log"; then cat "$work/co
 grep -q "^  libraries .*opencv-python-headless" "$work/config-check.log" || { cat "$work/config-check.log"; die "config check did not report the library versions"; }
 in_root /opt/edge-agent/venv/bin/python -c "import platform, cv2, numpy, ai_edge_litert.interpreter; assert platform.machine() == 'aarch64'" \
     || die "the installed wheels do not load on arm64"
-say "install ok: unit enabled, systemd-analyze verify clean, config check passes as edge-agent"
+# The unit's ExecStartPre, as the service user: it times both variants of each model and records
+# the choice in the state directory. Removed again: timings taken under emulation must not ship
+# in an image (the device measures itself at its first start).
+grep -q "^  models        .*chosen by CPU profile (no timings)" "$work/config-check.log" \
+    || { cat "$work/config-check.log"; die "config check did not say what chose the model variants"; }
+in_root runuser -u edge-agent -- /opt/edge-agent/venv/bin/edge-agent models measure --if-stale --rounds 5 --config /etc/edge-agent/agent.toml \
+    > "$work/measure.log" 2>&1 || { cat "$work/measure.log"; die "edge-agent models measure failed in the arm64 root (as the service user)"; }
+grep -q "sface-2021dec .*<- auto runs this" "$work/measure.log" || { cat "$work/measure.log"; die "models measure did not time the embedder's variants"; }
+sed 's/^/  /' "$work/measure.log"
+rm -f "$root/var/lib/edge-agent/model-timings.json"
+say "install ok: unit enabled, systemd-analyze verify clean, config check and models measure pass as edge-agent"
 
 # --- the tests and the demo under emulation ----------------------------------------------------
 cp -a "$work/test-wheels" "$root/root/test-wheels"

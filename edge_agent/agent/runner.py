@@ -37,7 +37,9 @@ from edge_agent.events.mqtt_connection import BrokerConfig
 from edge_agent.events.outbox import AlertOutbox, audit_spool_drop
 from edge_agent.events.spool import Spool
 from edge_agent.identity.keys import DeviceKeys
+from edge_agent.vision import model_timings
 from edge_agent.vision.core import RecognitionCore
+from edge_agent.vision.model_timings import ModelTimings
 from edge_agent.vision.quality import QualityPolicy
 from edge_agent.watchlist.errors import WatchlistExpired
 from edge_agent.watchlist.installed import accept_pushed, load_installed
@@ -69,6 +71,13 @@ class RunSummary:
     startup_s: float
     skipped_for_power: int = 0  # live frames not looked at while idle or hot (edge_agent/agent/pacing.py)
     people: int = 0  # distinct faces (tracks); ``faces`` counts detections, one per face per frame
+
+
+def _model_timings(state_dir: Path) -> ModelTimings | None:
+    timings, problem = model_timings.for_device(state_dir)
+    if problem:
+        log.warning(problem)
+    return timings
 
 
 def _state_dir(config: AgentConfig) -> Path:
@@ -134,6 +143,7 @@ def run_agent(
             threads=config.hardware.threads,
             delegate=config.hardware.delegate,
             precision=config.hardware.precision,
+            timings=_model_timings(state_dir) if config.hardware.precision == "auto" else None,
             quality=QualityPolicy(
                 min_face_px=config.quality.min_face_px,
                 min_blur=config.quality.min_blur,
@@ -207,6 +217,7 @@ def run_agent(
                 alerts_waiting=counters.alerts_waiting,
                 alerts_unaudited=health.report().alerts_unaudited,
                 model_precision=core.identity.precision,
+                model_choice=core.choice,
             )
 
         if broker is not None:

@@ -23,7 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "evaluate",
     "control_room",
-    "config", "capture",
+    "config", "capture", "models",
     "fleet",
 )
 

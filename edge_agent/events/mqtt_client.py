@@ -87,6 +87,7 @@ class Telemetry:
     alerts_waiting: int = 0  # matched but refused by the spool (disk full), retried from memory
     alerts_unaudited: int = 0  # stored but held back until their audit record is written
     model_precision: str = ""  # the model variant this CPU runs (ModelIdentity.precision), e.g. "int8"
+    model_choice: str = ""  # what chose it: measured (this device's timings), profile (its CPU flags) or config
 
 
 @dataclass(frozen=True)

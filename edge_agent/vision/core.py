@@ -22,6 +22,7 @@ from edge_agent.vision.identity import DEFAULT_DETECTOR, DETECTOR_CHOICES, Model
 from edge_agent.vision.landmarks import FaceMesh
 from edge_agent.vision.model_choice import DETECTOR_FAMILIES, FAMILIES, PRECISIONS, choose_variant, precision_label
 from edge_agent.vision.model_files import ModelFile, ModelManifest, default_models_dir
+from edge_agent.vision.model_timings import MEASURE_HINT, MeasuredOn, ModelTimings
 from edge_agent.vision.pixels import RgbImage
 from edge_agent.vision.quality import QualityPolicy, QualityVerdict, assess
 from edge_agent.vision.runtime import LiteRTModel
@@ -50,6 +51,8 @@ class ModelFiles:
     family_sha256: tuple[tuple[str, ...], str]  # (detector families..., embedder family): reference members' hashes
     precisions: tuple[tuple[str, ...], str]  # (each detector's precision, the embedder's)
     landmarks: ModelFile | None = None  # the face mesh (None: the retired four-point aligner)
+    choice: str = "config"  # what chose the variants: config (int8|float32 asked for), measured (this device's timings), profile
+    choice_note: str = ""  # for the journal and `config check`: when they were measured, or why they were not used
 
     @property
     def aligner_id(self) -> str:
@@ -64,9 +67,16 @@ class ModelFiles:
 
     @classmethod
     def resolve(
-        cls, models_dir: Path | None = None, detector: str = DEFAULT_DETECTOR, precision: str = "auto", aligner: str = DEFAULT_ALIGNER
+        cls,
+        models_dir: Path | None = None,
+        detector: str = DEFAULT_DETECTOR,
+        precision: str = "auto",
+        aligner: str = DEFAULT_ALIGNER,
+        timings: ModelTimings | None = None,
+        threads: int = 1,
     ) -> "ModelFiles":
-        """``precision``: int8, float32, or auto (this CPU's profile decides per model family)."""
+        """``precision``: int8, float32, or auto: ``timings`` (this device's own, model_timings.py)
+        decide per family while they still describe it at ``threads``, else the CPU profile."""
         if detector not in DETECTOR_CHOICES:
             raise EdgeAgentError(f"unknown detector {detector!r}", f"choose one of {', '.join(DETECTOR_CHOICES)}")
         if aligner not in ALIGNER_CHOICES:
@@ -75,12 +85,21 @@ class ModelFiles:
         profile = read_cpu_profile() if precision == "auto" else None
         ranges = ["full", "short"] if detector == "both" else [detector]
         families = [FAMILIES[DETECTOR_FAMILIES[r]] for r in ranges] + [FAMILIES["embedder"]]
-        chosen = [choose_variant(family, precision, profile) for family in families]
+        choice, note = ("config", f"precision {precision} asked for") if profile is None else ("profile", "CPU profile (no timings)")
+        if profile is not None and timings is not None:
+            stale = timings.stale_reason(MeasuredOn.here(profile, threads), manifest.recorded_sha256)
+            if stale is None:
+                choice, note = "measured", f"this device's timings of {timings.measured_at}"
+            else:
+                note = f"CPU profile: the model timings are stale ({stale}); {MEASURE_HINT}"
+        measured = timings if choice == "measured" else None
+        chosen = [choose_variant(family, precision, profile, measured.chosen(family.name) if measured else None) for family in families]
         files = [manifest.resolve(name) for _, name in chosen]
         refs = [manifest.recorded_sha256(family.reference) for family in families]
         landmarks = manifest.resolve(LANDMARK_MODEL) if aligner == "mesh" else None
         return cls(
-            tuple(zip(ranges, files[:-1], strict=True)), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0]), landmarks
+            tuple(zip(ranges, files[:-1], strict=True)), files[-1], (tuple(refs[:-1]), refs[-1]), (tuple(p for p, _ in chosen[:-1]), chosen[-1][0]),
+            landmarks, choice, note,
         )
 
 
@@ -101,8 +120,10 @@ class RecognitionCore:
         quality: QualityPolicy,
         tiles: TileGrid | None = None,
         aligner: Aligner | None = None,
+        choice: str = "config",
     ) -> None:
         self.detectors = detectors
+        self.choice = choice  # ModelFiles.choice: what chose the variants (telemetry reports it)
         self.embedder = embedder
         self.identity = identity
         self.quality = quality
@@ -123,8 +144,9 @@ class RecognitionCore:
         tiles: TileGrid | None = None,
         precision: str = "auto",
         aligner: str = DEFAULT_ALIGNER,
+        timings: ModelTimings | None = None,
     ) -> "RecognitionCore":
-        files = ModelFiles.resolve(models_dir, detector, precision, aligner)
+        files = ModelFiles.resolve(models_dir, detector, precision, aligner, timings, threads)
         # The Edge TPU only runs the embedder's int8 graph; detectors with float heads stay on CPU.
         detectors = [BlazeFaceDetector(LiteRTModel(f.path, threads), variant, detection_threshold) for variant, f in files.detectors]
         embedder = Embedder(LiteRTModel(files.embedder.path, threads, delegate))
@@ -136,10 +158,12 @@ class RecognitionCore:
         # A fleet engineer reading a slow device's journal sees why int8 did not help (or did).
         if log.isEnabledFor(logging.INFO):  # reads /proc/cpuinfo: only when the line will be written
             names = "+".join(f.path.name for _, f in files.detectors) + " + " + files.embedder.path.name
-            log.info("models %s (precision %s) on %s", names, files.identity.precision, read_cpu_profile().summary())
+            log.info("models %s (precision %s, chosen by %s) on %s", names, files.identity.precision, files.choice_note, read_cpu_profile().summary())
+        if files.choice == "profile" and timings is not None:  # stale timings: the engineer should re-measure
+            log.warning("model variants: %s", files.choice_note)
         for warning in library_warnings(scored_versions()):  # every command that scores faces says it once
             log.warning(warning)
-        return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles, chosen)
+        return cls(detectors, embedder, files.identity, quality or QualityPolicy(), tiles, chosen, files.choice)
 
     def detect(self, image_bgr: np.ndarray, every_range: bool = True) -> list[Detection]:
         """Every detector over the whole frame and, when tiling is on, over each tile; the same

@@ -58,18 +58,22 @@ def check_precision(value: str) -> str:
 
 
 def preferred_precision(family: ModelFamily, profile: CpuProfile) -> str:
-    """The profile rule: int8 only where the CPU has an int8 dot product and int8 was not measured
-    slower for this family on this kind of machine; float32 otherwise."""
+    """The profile rule, where the device has not timed its variants: int8 only where the CPU has
+    an int8 dot product and int8 was not measured slower for this family on this kind of machine;
+    float32 otherwise."""
     if profile.int8_dot_product and profile.machine not in family.int8_slower_on and "int8" in family.variants:
         return "int8"
     return "float32" if "float32" in family.variants else next(iter(family.variants))
 
 
-def choose_variant(family: ModelFamily, requested: str, profile: CpuProfile | None) -> tuple[str, str]:
-    """(precision, manifest entry) for ``requested`` (auto|int8|float32). A family without the
-    requested variant runs the one it has (short-range BlazeFace is float only)."""
+def choose_variant(family: ModelFamily, requested: str, profile: CpuProfile | None, measured: str | None = None) -> tuple[str, str]:
+    """(precision, manifest entry) for ``requested`` (auto|int8|float32). ``auto`` follows
+    ``measured`` (the device's own timings chose it, model_timings.py) where given, else the
+    profile. A family without the requested variant runs the one it has (short range is float only)."""
     check_precision(requested)
-    if requested == "auto":
+    if requested == "auto" and measured in family.variants:
+        requested = measured
+    elif requested == "auto":
         if profile is None:
             raise ValueError("precision 'auto' needs the CPU profile")
         requested = preferred_precision(family, profile)

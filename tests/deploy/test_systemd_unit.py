@@ -40,6 +40,8 @@ def verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_systemd_analyze_verify_is_clean(tmp_path):
     text = UNIT.read_text()
     assert f"ExecStart={EXEC} run --config /etc/edge-agent/agent.toml" in text
+    # issue 14.3: the device times its model variants before it starts; a failure ("-") never stops it
+    assert f"ExecStartPre=-{EXEC} models measure --if-stale --config /etc/edge-agent/agent.toml" in text
     result = verify(text, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "" and result.stdout.strip() == "", result.stderr + result.stdout

@@ -321,7 +321,8 @@ def test_refused_alerts_stay_in_the_spool_and_telemetry_reports_them(mosquitto, 
 
     assert body["health"] in STATES
     assert isinstance(body["model_precision"], str), "the model variant run, a word like int8"
-    words = ("schema", "device_id", "at", "health", "model_precision", "oldest_unreceipted_at")
+    assert isinstance(body["model_choice"], str), "what chose it: measured, profile or config"
+    words = ("schema", "device_id", "at", "health", "model_precision", "model_choice", "oldest_unreceipted_at")
     assert all(isinstance(v, (int, float)) or (k == "temperature_c" and v is None) for k, v in body.items() if k not in words)
     assert body["oldest_unreceipted_at"] is None  # its spool is empty
 
