@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure.add_argument("--if-stale", action="store_true",
                          help="only when there are no timings yet or they describe another CPU, model, runtime or thread count")
     measure.add_argument("--rounds", type=int, default=30, help="timed invokes of each variant (default 30)")
+    measure.add_argument("--budget", type=float, default=model_timings.DEFAULT_BUDGET_S, metavar="SECONDS",
+                         help=f"stop each model's timing at its share of this (after {model_timings.MIN_ROUNDS} rounds), "
+                              f"so the unit's start timeout is never run out (default {model_timings.DEFAULT_BUDGET_S:g})")
     measure.set_defaults(func=cmd_measure)
     show = sub.add_parser("show", help="print the recorded timings and whether they still describe this device")
     show.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -61,7 +64,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     # The Edge TPU runs the embedder's int8 graph whatever is chosen: only the CPU's models are timed.
     families = [f for key, f in FAMILIES.items() if key != "embedder" or config.hardware.delegate == "none"]
-    timings = measure(families, config.hardware.threads, config.detector.models_dir, rounds=max(args.rounds, 5))
+    rounds = max(args.rounds, model_timings.MIN_ROUNDS)
+    timings = measure(families, config.hardware.threads, config.detector.models_dir, rounds=rounds, budget_s=args.budget)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     model_timings.save(path, timings)
     _print(timings, path)

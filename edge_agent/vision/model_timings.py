@@ -33,6 +33,10 @@ FILENAME = "model-timings.json"
 #: it the two are within the noise of a busy device, and the profile's pick stands.
 MIN_GAIN = 0.05
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")
+# The unit measures inside its 60 s start timeout: each family stops at its share of the budget
+# once MIN_ROUNDS timed rounds are in (vision/model_measure.py).
+MIN_ROUNDS = 5
+DEFAULT_BUDGET_S = 20.0
 MEASURE_HINT = "run `edge-agent models measure --config /etc/edge-agent/agent.toml` on the device"
 
 

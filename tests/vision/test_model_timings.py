@@ -45,6 +45,16 @@ def test_measure_times_every_variant_of_each_family_that_has_two(measured):
     assert measured.device == MeasuredOn.here(profile, 1)
 
 
+def test_a_slow_device_stops_at_its_time_budget_after_the_minimum_rounds():
+    """The unit measures inside its start timeout: past the budget, MIN_ROUNDS rounds, not the 30 asked."""
+    family = [FAMILIES["embedder"]]
+    spent = measure(family, threads=1, rounds=30, warmup=1, budget_s=0.0)
+    assert {v.invokes for v in spent.families[0].variants} == {model_timings.MIN_ROUNDS}
+    assert {v.invokes for v in measure(family, threads=1, rounds=3, warmup=1, budget_s=0.0).families[0].variants} == {3}
+    roomy = measure(family, threads=1, rounds=8, warmup=1, budget_s=600.0)
+    assert {v.invokes for v in roomy.families[0].variants} == {8}
+
+
 @pytest.mark.parametrize("precision", ["int8", "float32"])
 def test_auto_runs_what_the_devices_timings_chose(measured, precision):
     files = ModelFiles.resolve(None, "both", "auto", timings=forcing(measured, precision), threads=1)
